@@ -1,0 +1,48 @@
+"""The `nas` command line: a click group; each command lives in nas/commands/<name>.py."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nas import __version__
+from nas.errors import NasError
+
+
+class NasGroup(click.Group):
+    """Turns a NasError anywhere below into one line on stderr and exit code 2 (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NasError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=NasGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="nas")
+def main() -> None:
+    """Neural architecture search for YOLOv5 detectors.
+
+    Search where attention blocks (SGE, GE, FLA, BiFormer, FocalModulation) go in a YOLOv5 model,
+    under a GFLOPs budget, scored by short proxy training runs and kept in an SQL-backed Optuna study.
+    """
+
+
+def _register() -> None:
+    """Attach every command module found in nas.commands (each defines a click command named `command`)."""
+    import importlib
+    import pkgutil
+
+    import nas.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"nas.commands.{info.name}")
+        main.add_command(module.command)
+
+
+_register()

@@ -1,0 +1,25 @@
+"""Shared fixtures: paths to ../shared data (tests that need it skip with a reason when it is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the shared data sets and seed posts live beside the checkout")
+    return SHARED
+
+
+@pytest.fixture
+def coco8(shared_dir: Path) -> Path:
+    path = shared_dir / "datasets" / "coco8"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent: the real 8-image COCO subset is needed for this test")
+    return path
