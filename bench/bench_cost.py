@@ -38,7 +38,7 @@ def main() -> None:
         x = torch.zeros(1, 3, 640, 640)
         with torch.no_grad():
             model(x)
-            t_fwd, _ = best_of(lambda: model(x), repeat=3)
+            t_fwd, _ = best_of(lambda m=model, t=x: m(t), repeat=3)
         print(f"{name:8s} {c.gflops:8.2f} {t_count:22.3f} {t_fwd:15.3f} {t_count / t_fwd:7.2f}")
 
 

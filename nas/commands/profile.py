@@ -9,8 +9,12 @@ import click
 
 @click.command("profile")
 @click.argument("model", metavar="MODEL")
-@click.option("--imgsz", default="640", show_default=True,
-              help="Input size: 640 for square, or HxW such as 640x384 (height x width), multiples of 32.")
+@click.option(
+    "--imgsz",
+    default="640",
+    show_default=True,
+    help="Input size: 640 for square, or HxW such as 640x384 (height x width), multiples of 32.",
+)
 @click.option("--nc", type=int, default=None, help="Override the number of classes in the YAML.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
@@ -43,8 +47,16 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
             "stride": [int(s) for s in meta.stride.tolist()],
             "save": meta.save,
             "per_layer": [
-                {"i": layer.i, "from": layer.f, "n": layer.n, "module": layer.module, "args": _jsonable(layer.args),
-                 "params": layer.params, "gflops": round(layer.flops / 1e9, 6), "out_shape": list(layer.out_shape)}
+                {
+                    "i": layer.i,
+                    "from": layer.f,
+                    "n": layer.n,
+                    "module": layer.module,
+                    "args": _jsonable(layer.args),
+                    "params": layer.params,
+                    "gflops": round(layer.flops / 1e9, 6),
+                    "out_shape": list(layer.out_shape),
+                }
                 for layer in cost.layers
             ],
         }
@@ -54,23 +66,47 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
     console = Console(width=None if Console().is_terminal else 120)
     h, w = cost.imgsz
     table = Table(title=f"{model} at {h}x{w}, nc={meta.nc}", title_justify="left")
-    for col, justify in (("#", "right"), ("from", "right"), ("n", "right"), ("params", "right"),
-                         ("module", "left"), ("arguments", "left"), ("GFLOPs", "right"), ("output", "left")):
+    for col, justify in (
+        ("#", "right"),
+        ("from", "right"),
+        ("n", "right"),
+        ("params", "right"),
+        ("module", "left"),
+        ("arguments", "left"),
+        ("GFLOPs", "right"),
+        ("output", "left"),
+    ):
         table.add_column(col, justify=justify, no_wrap=col != "arguments")
     for layer in cost.layers:
         args = ", ".join(_short(a) for a in layer.args)
-        shape = "x".join(str(v) for v in layer.out_shape[1:]) if layer.module != "Detect" else f"{detect.nl} levels"
-        table.add_row(str(layer.i), str(layer.f), str(layer.n), f"{layer.params:,}", layer.module, f"[{args}]",
-                      f"{layer.flops / 1e9:.3f}", shape)
+        shape = (
+            "x".join(str(v) for v in layer.out_shape[1:])
+            if layer.module != "Detect"
+            else f"{detect.nl} levels"
+        )
+        table.add_row(
+            str(layer.i),
+            str(layer.f),
+            str(layer.n),
+            f"{layer.params:,}",
+            layer.module,
+            f"[{args}]",
+            f"{layer.flops / 1e9:.3f}",
+            shape,
+        )
     table.add_section()
     table.add_row("", "", "", f"{cost.params:,}", "total", "", f"{cost.gflops:.2f}", "")
     console.print(table)
-    console.print(f"[bold]{len(cost.layers)} layers, {cost.params:,} parameters, {cost.gflops:.2f} GFLOPs[/] "
-                  f"at {h}x{w} (2 x MACs of every convolution and matrix product)")
+    console.print(
+        f"[bold]{len(cost.layers)} layers, {cost.params:,} parameters, {cost.gflops:.2f} GFLOPs[/] "
+        f"at {h}x{w} (2 x MACs of every convolution and matrix product)"
+    )
     if thop_figure is not None:
-        console.print(f"YOLOv5/thop figure: {thop_figure:.1f} GFLOPs (unfused, BatchNorm counted, matmuls not, "
-                      f"extrapolated from {int(max(meta.stride.max().item(), 32))}x"
-                      f"{int(max(meta.stride.max().item(), 32))})")
+        console.print(
+            f"YOLOv5/thop figure: {thop_figure:.1f} GFLOPs (unfused, BatchNorm counted, matmuls not, "
+            f"extrapolated from {int(max(meta.stride.max().item(), 32))}x"
+            f"{int(max(meta.stride.max().item(), 32))})"
+        )
 
 
 def _short(a: object) -> str:

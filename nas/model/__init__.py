@@ -51,7 +51,8 @@ def load_cfg(model: str | Path | dict) -> dict:
             cfg, source = read_yaml(CFG_DIR / f"{stem}.yaml"), f"built-in {stem}"
         else:
             if not Path(name).exists() and "/" not in name and not name.endswith((".yaml", ".yml")):
-                raise NasError(f"{name}: unknown model; use a built-in name ({', '.join(BUILTIN)}) or a model YAML path")
+                raise NasError(f"{name}: unknown model; use a built-in name ({', '.join(BUILTIN)}) "
+                               f"or a model YAML path")
             cfg, source = read_yaml(name, "model YAML"), name
     if not isinstance(cfg, dict):
         raise NasError(f"{source}: not a YOLOv5 model YAML (expected a mapping with keys {', '.join(REQUIRED_KEYS)})")
