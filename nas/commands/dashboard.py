@@ -1,0 +1,67 @@
+"""`nas dashboard`: optuna-dashboard on a study storage, with the trials' model YAML artifacts."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("dashboard")
+@click.option("--study", "study_name", default=None, help="Check this study exists and print its page.")
+@click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
+@click.option(
+    "--artifact-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Artifact folder (default: <db stem>-artifacts/ beside a SQLite or journal file).",
+)
+def command(
+    study_name: str | None, storage: str | None, host: str, port: int, artifact_dir: str | None
+) -> None:
+    """Browse the studies in a storage with optuna-dashboard (blocks until Ctrl-C)."""
+    import optuna_dashboard
+
+    from nas.errors import NasError
+    from nas.study import artifact_store, load_study, mask_url, resolve_storage
+
+    optuna_storage = resolve_storage(storage, create=False)
+    page = f"http://{host}:{port}/dashboard"
+    if study_name is not None:
+        study = load_study(optuna_storage, study_name)
+        page += f"/studies/{study._study_id}"
+    store = artifact_store(storage, artifact_dir)
+    _check_port(host, port)
+    click.echo(
+        f"optuna-dashboard on {mask_url(storage)} at {page} (artifacts: {store._base_path}); Ctrl-C stops it",
+        err=True,
+    )
+    try:
+        optuna_dashboard.run_server(optuna_storage, host=host, port=port, artifact_store=store)
+    except OSError as e:
+        raise NasError(
+            f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port or --host"
+        ) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _check_port(host: str, port: int) -> None:
+    """NasError now, before any banner, when host:port cannot be listened on."""
+    import socket
+
+    from nas.errors import NasError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise NasError(f"cannot serve on {host}:{port}: {e.strerror or e}; check --host") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise NasError(
+                f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port or --host"
+            ) from None

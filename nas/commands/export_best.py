@@ -1,0 +1,54 @@
+"""`nas export-best`: write the chosen trial's model YAML, checked to rebuild exactly what was scored."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("export-best")
+@click.option(
+    "--study", "study_name", default=None, help="Study name (default: the only study in the storage)."
+)
+@click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
+@click.option("--trial", type=int, default=None, help="Export this trial number.")
+@click.option(
+    "--max-gflops",
+    type=float,
+    default=None,
+    metavar="G",
+    help="Export the best-fitness feasible trial with at most G GFLOPs.",
+)
+@click.option(
+    "--pick",
+    type=click.Choice(["fitness", "knee"]),
+    default=None,
+    help="Front point to export: highest fitness (default) or the knee of the front.",
+)
+@click.option("--out", required=True, metavar="FILE.yaml", help="Output model YAML, e.g. best.yaml.")
+def command(
+    study_name: str | None,
+    storage: str | None,
+    trial: int | None,
+    max_gflops: float | None,
+    pick: str | None,
+    out: str,
+) -> None:
+    """Write a complete YOLOv5 model YAML for one trial, headed by its scores and how to train it.
+
+    The trial's stored YAML is rebuilt on the meta device and recounted first: its params must equal the
+    trial's exactly and its GFLOPs to 1e-6, or nothing is written.
+    """
+    from nas.export import export_best
+    from nas.study import artifact_dir, artifact_store, load_study
+
+    study = load_study(storage, study_name)
+    folder = artifact_dir(storage)  # the artifact copy is only a fallback for the model_yaml user attr
+    store = artifact_store(storage) if folder.is_dir() else None
+    result = export_best(study, out, trial=trial, max_gflops=max_gflops, pick=pick, store=store)
+    h, w = result.imgsz
+    fitness = "-" if result.fitness is None else f"{result.fitness:.4f}"
+    click.echo(
+        f"wrote {result.path}: study {study.study_name}, trial {result.trial}, fitness {fitness}, "
+        f"{result.gflops:.3f} GFLOPs at {h}x{w}, {result.params:,} params (rebuilt and recounted: identical)",
+        err=True,
+    )

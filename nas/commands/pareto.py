@@ -1,0 +1,116 @@
+"""`nas pareto`: the feasible accuracy/GFLOPs front of a study, as a table, JSON or a plot."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("pareto")
+@click.option(
+    "--study", "study_name", default=None, help="Study name (default: the only study in the storage)."
+)
+@click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@click.option(
+    "--plot",
+    "plot_path",
+    default=None,
+    metavar="FILE.png",
+    help="Also draw every trial, the front, the baseline and the budget to this PNG.",
+)
+def command(study_name: str | None, storage: str | None, as_json: bool, plot_path: str | None) -> None:
+    """The Pareto front of fitness (max) against GFLOPs (min) over the trials within the budget.
+
+    Each row: trial, fitness, mAP50, mAP50-95, GFLOPs, params, the change against the baseline trial
+    (the unmodified base model) and the blocks chosen at each point. With no feasible trial yet, the
+    candidates closest to the budget are shown instead.
+    """
+    from nas.results import front_report, plot_front
+    from nas.study import load_study, mask_url
+
+    study = load_study(storage, study_name)
+    report = front_report(study, mask_url(storage))
+    if plot_path:
+        plot_front(study, plot_path)
+    if as_json:
+        doc = report.to_json()
+        doc["plot"] = plot_path
+        click.echo(json.dumps(doc))
+        return
+    _print(report, plot_path)
+
+
+def _print(report, plot_path: str | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nas.results import fmt, fmt_params
+
+    console = Console(width=None if Console().is_terminal else 140)
+    c = report.counts
+    console.print(
+        f"study [bold]{escape(report.study)}[/] in {escape(report.storage)}: {c['total']} trials, "
+        f"{c.get('complete', 0)} complete, "
+        f"{c['feasible']} feasible, {c.get('fail', 0)} failed; budget {report.budget.describe()}"
+    )
+    base = report.baseline
+    if report.front:
+        table = Table(
+            title=f"Pareto front ({len(report.front)} trials): fitness vs GFLOPs", title_justify="left"
+        )
+        for col in ("trial", "fitness", "mAP50", "mAP50-95", "GFLOPs", "params", "Δfitness", "ΔGFLOPs"):
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("choices", justify="left")
+        for r in report.front:
+            mark = " (baseline)" if r.baseline else ""
+            table.add_row(
+                f"{r.trial}{mark}",
+                fmt(r.fitness),
+                fmt(r.mAP50),
+                fmt(r.mAP50_95),
+                fmt(r.gflops, ".3f"),
+                fmt_params(r.params),
+                fmt(r.d_fitness, ".4f", True),
+                fmt(r.d_gflops, ".4f", True),
+                escape(r.choices),
+            )
+        console.print(table)
+        if base is None:
+            console.print("no baseline trial (user attr baseline=True) in this study: Δ columns are empty")
+        else:
+            console.print(
+                f"Δ against the baseline, trial {base.trial}: fitness {fmt(base.fitness)}, "
+                f"{fmt(base.gflops, '.3f')} GFLOPs, {fmt_params(base.params)} params"
+            )
+    else:
+        console.print(f"[bold]no feasible trial yet[/] (budget {report.budget.describe()})")
+        if report.closest:
+            table = Table(title="closest to the budget (over it)", title_justify="left")
+            for col in ("trial", "fitness", "GFLOPs", "params", "over by"):
+                table.add_column(col, justify="right", no_wrap=True)
+            table.add_column("choices", justify="left")
+            for r in report.closest:
+                over = (
+                    ", ".join(
+                        f"{k} +{v:.3f}" if k == "gflops" else f"{k} +{fmt_params(int(v))}"
+                        for k, v in (r.excess or {}).items()
+                    )
+                    or "marked over budget"
+                )
+                table.add_row(
+                    str(r.trial),
+                    fmt(r.fitness),
+                    fmt(r.gflops, ".3f"),
+                    fmt_params(r.params),
+                    over,
+                    escape(r.choices),
+                )
+            console.print(table)
+            console.print("raise the budget (nas search --budget ...) or search a lighter space")
+        else:
+            console.print("no completed trial to compare; run `nas search` first")
+    if plot_path:
+        console.print(f"plot written to {escape(plot_path)}")

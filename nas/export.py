@@ -1,0 +1,177 @@
+"""export-best: a trial's model YAML, rebuilt and recounted before it is written (the round-trip check)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas import __version__
+from nas.errors import NasError
+from nas.results import select_trial, trial_fitness, trial_gflops
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import FrozenTrial
+
+GFLOPS_RTOL = 1e-6
+
+
+@dataclass
+class Export:
+    """What export-best wrote."""
+
+    path: Path
+    trial: int
+    fitness: float | None
+    gflops: float
+    params: int
+    imgsz: tuple[int, int]
+    text: str
+
+
+def trial_model_yaml(
+    study: optuna.Study, t: FrozenTrial, store: FileSystemArtifactStore | None = None
+) -> str:
+    """The trial's rendered model YAML: the `model_yaml` user attr, else its model YAML artifact."""
+    text = t.user_attrs.get("model_yaml")
+    if isinstance(text, str) and text.strip():
+        return text
+    if store is not None:
+        from nas.study import read_model_yaml
+
+        text = read_model_yaml(study, t, store)
+        if text:
+            return text
+    raise NasError(
+        f"trial {t.number} of study {study.study_name!r} has no stored model YAML (user attr model_yaml or a "
+        "model-trial<N>.yaml artifact); it was not recorded by `nas search`"
+    )
+
+
+def study_imgsz(study: optuna.Study) -> tuple[int, int]:
+    """The (h, w) the study counted GFLOPs at."""
+    imgsz = study.user_attrs.get("imgsz")
+    if isinstance(imgsz, int):
+        return imgsz, imgsz
+    if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(isinstance(v, int) for v in imgsz):
+        return int(imgsz[0]), int(imgsz[1])
+    raise NasError(
+        f"study {study.study_name!r} has no imgsz user attr ([h, w]); it was not created by `nas search`"
+    )
+
+
+def round_trip(study: optuna.Study, t: FrozenTrial, text: str) -> tuple[dict[str, Any], int, float]:
+    """Rebuild the YAML on the meta device and recount it; NasError unless it matches the trial's record.
+
+    Returns (model dict, params, GFLOPs).
+    """
+    import yaml
+
+    from nas.cost import count
+    from nas.model import build_model
+
+    where = f"trial {t.number} of study {study.study_name!r}"
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise NasError(
+            f"{where}: the stored model YAML does not parse ({e}); the record is damaged"
+        ) from None
+    if not isinstance(cfg, dict):
+        raise NasError(f"{where}: the stored model YAML is not a mapping; the record is damaged")
+    cfg.setdefault("_source", f"{where} (stored model YAML)")
+    model = build_model(cfg, device="meta")
+    imgsz = study_imgsz(study)
+    cost = count(model, imgsz=imgsz)
+    params, gflops = int(cost.params), float(cost.gflops)
+    want_params = t.user_attrs.get("params")
+    want_gflops = t.user_attrs.get("gflops", trial_gflops(t))
+    if want_params is None or want_gflops is None:
+        raise NasError(
+            f"{where} records no params/gflops to check the rebuilt model against; refusing to export"
+        )
+    ok_params = params == int(want_params)
+    ok_gflops = math.isclose(gflops, float(want_gflops), rel_tol=GFLOPS_RTOL, abs_tol=0.0)
+    if not (ok_params and ok_gflops):
+        raise NasError(
+            f"{where}: its stored model YAML rebuilds to {params} params / {gflops:.6f} GFLOPs at "
+            f"{imgsz[0]}x{imgsz[1]} but the trial recorded {int(want_params)} / {float(want_gflops):.6f}; "
+            "the YAML was changed or built by another nas version, so it is not what was scored; "
+            "refusing to export"
+        )
+    cfg.pop("_source", None)
+    return cfg, params, gflops
+
+
+def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out: Path) -> str:
+    """The comment lines heading an exported YAML."""
+    attrs, sattrs = t.user_attrs, study.user_attrs
+    h, w = study_imgsz(study)
+
+    def num(key: str) -> str:
+        value = attrs.get(key)
+        return "-" if value is None else f"{float(value):.6f}"
+
+    fitness = trial_fitness(t)
+    name = out.name
+    lines = [
+        "# nas export-best: a YOLOv5 model YAML (ultralytics v7.0 format) found by architecture search",
+        f"# study: {study.study_name}",
+        f"# trial: {t.number}",
+        f"# space_hash: {sattrs.get('space_hash', '-')}",
+        f"# fitness: {'-' if fitness is None else f'{fitness:.6f}'}",
+        f"# mAP50: {num('mAP50')}",
+        f"# mAP50-95: {num('mAP50-95')}",
+        f"# GFLOPs: {gflops:.6f}",
+        f"# params: {params}",
+        f"# imgsz: {h}x{w}",
+        f"# nas_version: {sattrs.get('nas_version', '-')} (exported by nas {__version__})",
+        f"# train: nas evaluate {name} | in a YOLOv5 checkout: "
+        f"python -m nas.yolov5_register train.py --cfg {name} "
+        f"--data DATA.yaml --weights '' --img {max(h, w)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _check_writable(out: Path) -> None:
+    folder = out.parent if str(out.parent) else Path(".")
+    if out.exists() and out.is_dir():
+        raise NasError(f"--out {out} is a folder; name a file such as {out / 'best.yaml'}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".nas-export-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise NasError(f"cannot write --out {out}: {e.strerror or e}; choose a writable path") from None
+
+
+def export_best(
+    study: optuna.Study,
+    out: str | Path,
+    *,
+    trial: int | None = None,
+    max_gflops: float | None = None,
+    pick: str | None = None,
+    store: FileSystemArtifactStore | None = None,
+) -> Export:
+    """Choose a trial, check that its YAML rebuilds what was scored, and write it with a comment header."""
+    out = Path(out)
+    _check_writable(out)
+    t = select_trial(study, trial=trial, max_gflops=max_gflops, pick=pick)
+    text = trial_model_yaml(study, t, store)
+    _, params, gflops = round_trip(study, t, text)
+    body = header(study, t, params, gflops, out) + text.rstrip("\n") + "\n"
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise NasError(f"cannot write --out {out}: {e.strerror or e}; choose a writable path") from None
+    return Export(out, t.number, trial_fitness(t), gflops, params, study_imgsz(study), body)
