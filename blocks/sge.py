@@ -1,0 +1,50 @@
+"""SGE, Spatial Group-wise Enhance (Li, Hu & Yang, 2019), as in implus/PytorchInsight `resnet_sge.py`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blocks._common import full_precision
+
+
+class SGE(nn.Module):
+    """Spatial Group-wise Enhance: per group, scale every position by how well it matches the group's mean.
+
+    Follows the official PytorchInsight module: `groups` sub-features, a learnable per-group affine
+    (weight initialised to 0, bias to 1, so at initialisation the output is x * sigmoid(1) everywhere)
+    and no other parameters (2 * groups in all). The official mul-then-sum similarity is written as the
+    matrix product it is, so FLOP counters see it (2*C*H*W). Two robustness changes that leave the math
+    unchanged wherever the official one is finite: the similarity and its normalisation run in float32
+    (float16 dot products and variances overflow), and a group with a single position (1x1 map)
+    normalises to 0 instead of NaN (the unbiased std of one element).
+    """
+
+    def __init__(self, channels: int, groups: int = 8) -> None:
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"SGE: groups={groups} does not divide channels={channels}")
+        self.channels = channels
+        self.groups = groups
+        self.weight = nn.Parameter(torch.zeros(1, groups, 1, 1))
+        self.bias = nn.Parameter(torch.ones(1, groups, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        xg = x.reshape(b * self.groups, c // self.groups, h * w)
+        with full_precision(x.device):
+            xf = xg.float()
+            # similarity of every position to its group's mean feature: a (1 x c/g) @ (c/g x hw) product
+            t = (xf.mean(dim=2, keepdim=True).transpose(1, 2) @ xf).reshape(b * self.groups, h * w)
+            t = t - t.mean(dim=1, keepdim=True)
+            std = t.std(dim=1, keepdim=True, correction=1 if h * w > 1 else 0) + 1e-5
+            t = (t / std).reshape(b, self.groups, h, w)
+            t = t * self.weight.float() + self.bias.float()
+            gate = torch.sigmoid(t).reshape(b * self.groups, 1, h * w)
+        return (xg * gate.to(x.dtype)).reshape(b, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, groups={self.groups}"
+
+
+__all__ = ["SGE"]
