@@ -1,0 +1,145 @@
+"""`nas evaluate MODEL`: score one model with the short, seeded proxy training run the search uses."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+
+@click.command("evaluate")
+@click.argument("model")
+@click.option(
+    "--data",
+    default=None,
+    metavar="YAML",
+    help="Ultralytics data YAML (path/train/val/names). Default: the built-in synthetic dataset.",
+)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Training epochs.")
+@click.option(
+    "--imgsz",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=32),
+    help="Square training and evaluation size in pixels (a multiple of the model's stride).",
+)
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch size.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, sampling and augmentation.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device.")
+@click.option(
+    "--cache",
+    "cache_dir",
+    default=None,
+    metavar="DIR",
+    help="Where the synthetic dataset is written (default $NAS_CACHE or ~/.cache/nas).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (progress stays on stderr).")
+def command(
+    model: str,
+    data: str | None,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    seed: int,
+    device: str,
+    cache_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Train MODEL briefly and report mAP50, mAP50-95 and fitness (0.1 mAP50 + 0.9 mAP50-95).
+
+    MODEL is a built-in name (yolov5n, yolov5s, ...), a model YAML, or a YAML written by export-best.
+    Without --data it trains on the built-in synthetic dataset (shapes x colours on clutter), generated
+    once and cached. The same model, data and seed give the same fitness on the same machine.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from nas.train import train_and_evaluate
+
+    err = Console(stderr=True)
+    out = Console() if not as_json else err
+
+    class _Warn(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            err.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False, soft_wrap=True)
+
+    log = logging.getLogger("nas")
+    handler = _Warn(logging.WARNING)
+    log.addHandler(handler)
+    old_propagate = log.propagate
+    log.propagate = False
+
+    cols = (("epoch", 7), ("box", 8), ("obj", 8), ("cls", 8), ("mAP50", 8), ("mAP50-95", 9), ("fitness", 8))
+    header = " ".join(f"{name:>{w}}" for name, w in cols) + f" {'time':>7}"
+    progress = Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = progress.add_task("train", total=None, epoch=0, epochs=epochs)
+    printed_header = False
+
+    def on_batch(epoch: int, i: int, nb: int) -> None:
+        nonlocal printed_header
+        if not printed_header:
+            err.print(header, style="bold", highlight=False)
+            printed_header = True
+        progress.update(task, completed=i, total=nb, epoch=epoch)
+
+    def on_epoch(rec: dict) -> None:
+        progress.console.print(
+            f"{rec['epoch']:>4}/{epochs:<2} {rec['box']:8.4f} {rec['obj']:8.4f} {rec['cls']:8.4f} "
+            f"{rec['mAP50']:8.4f} {rec['mAP50-95']:9.4f} {rec['fitness']:8.4f} {rec['time']:6.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        with progress:
+            err.print(
+                f"evaluating [bold]{model}[/] on {data or 'the synthetic dataset'}: "
+                f"{epochs} epochs, imgsz {imgsz}, batch {batch}, seed {seed}, {device}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            result = train_and_evaluate(
+                model, data, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
+                callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir,
+            )  # fmt: skip
+    finally:
+        log.removeHandler(handler)
+        log.propagate = old_propagate
+
+    if as_json:
+        doc = {
+            "model": model,
+            "data": data or "synthetic",
+            "epochs": epochs,
+            "batch": batch,
+            **result.to_dict(),
+        }
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        table = Table(title=f"{model}: proxy result", title_justify="left")
+        for col in ("status", "fitness", "mAP50", "mAP50-95", "params", "GFLOPs", "wall time"):
+            table.add_column(col, justify="right")
+        gflops = "-" if result.gflops is None else f"{result.gflops:.3f}"
+        table.add_row(result.status, f"{result.fitness:.4f}", f"{result.mAP50:.4f}", f"{result.mAP50_95:.4f}",
+                      f"{result.params:,}", gflops, f"{result.wall_time:.1f}s")  # fmt: skip
+        out.print(table)
+        t = result.times
+        out.print(
+            f"best epoch {result.best_epoch}/{result.epochs}; time: data {t.get('data', 0):.1f}s, "
+            f"train {t.get('train', 0):.1f}s, eval {t.get('eval', 0):.1f}s",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.status == "failed":
+        err.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,478 @@
+"""Proxy training: a short, seeded YOLOv5-style training run that scores one architecture by COCO mAP.
+
+The loop follows YOLOv5 v7.0 train.py: SGD (nesterov, three parameter groups), warm-up of learning rate,
+momentum and gradient accumulation towards the nominal batch, linear or cosine decay to lrf, gradient
+clipping at norm 10. It evaluates every epoch (the val set is small) so fitness exists per epoch.
+Not copied from YOLOv5: EMA weights (over a proxy's few hundred steps the EMA equals the raw weights),
+AutoAnchor, rectangular val batches (val images are letterboxed square like training ones).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.data.augment import color_jitter
+from nas.data.dataset import Augment, DataSpec, ImageSet, batches, load_data_yaml, load_split
+from nas.data.synthetic import SyntheticConfig, synthetic_dataset
+from nas.errors import NasError
+from nas.train.boxes import non_max_suppression, scale_boxes
+from nas.train.loss import DetectionLoss, detect_head
+from nas.train.metrics import coco_map, fitness
+
+
+class StopTraining(Exception):  # noqa: N818 - the name says what raising it does
+    """Raised by an epoch callback to end training early; the result has status "stopped"."""
+
+
+class CandidateFailed(Exception):  # noqa: N818
+    """Internal: the candidate cannot train (non-finite loss); becomes status "failed"."""
+
+
+class _CallerError(Exception):
+    """Internal: an exception from the caller's batch_callback, re-raised as is (not the candidate's fault)."""
+
+
+@dataclass(frozen=True)
+class Hyp:
+    """Training hyperparameters, YOLOv5 names; hyp.scratch-low values except where a proxy differs.
+
+    Proxy changes, measured on the synthetic data (yolov5n, 256 px, 10 epochs x 256 images): lr0 0.05
+    instead of 0.01 (fitness 0.21 against 0.06 at 0.01); nbs 8 so that the default batch of 8 steps the
+    optimiser every batch (YOLOv5's nbs 64 would accumulate 8 batches and leave a proxy ~40 steps);
+    warmup_epochs 1 instead of 3, and warm-up never longer than a third of the run.
+    """
+
+    lr0: float = 0.05
+    lrf: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    warmup_momentum: float = 0.8
+    warmup_bias_lr: float = 0.1
+    nbs: int = 8
+    cos_lr: bool = False
+    max_grad_norm: float = 10.0
+    box: float = 0.05
+    cls: float = 0.5
+    obj: float = 1.0
+    anchor_t: float = 4.0
+    fliplr: float = 0.5
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    mosaic: float = 0.0
+    scale: float = 0.0
+    translate: float = 0.0
+    conf_thres: float = 0.001
+    iou_thres: float = 0.6
+    max_det: int = 300
+    multi_label: bool = False
+
+    @classmethod
+    def from_any(cls, hyp: Hyp | dict | None) -> Hyp:
+        """A Hyp from None (defaults), a Hyp, or a dict of overrides (unknown keys -> NasError)."""
+        if hyp is None:
+            return cls()
+        if isinstance(hyp, Hyp):
+            return hyp
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(hyp) - known)
+        if unknown:
+            raise NasError(f"unknown training hyperparameter(s) {unknown}; known: {sorted(known)}")
+        return replace(cls(), **hyp)
+
+    def augment(self) -> Augment:
+        """The augmentation part."""
+        return Augment(self.fliplr, self.hsv_h, self.hsv_s, self.hsv_v, self.mosaic, self.scale, self.translate)
+
+
+@dataclass
+class ProxyResult:
+    """Outcome of one proxy run. status: "ok", "stopped" (by the callback) or "failed" (reason says why).
+
+    Metrics are those of the best-fitness epoch (YOLOv5 reports its best checkpoint); a failed run
+    scores 0 but keeps the history of the epochs it completed.
+    """
+
+    fitness: float = 0.0
+    mAP50: float = 0.0
+    mAP50_95: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    params: int = 0
+    gflops: float | None = None
+    wall_time: float = 0.0
+    status: str = "ok"
+    reason: str = ""
+    best_epoch: int = 0
+    epochs: int = 0
+    times: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    imgsz: int = 0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict with YOLOv5's metric names (mAP50-95)."""
+        d = asdict(self)
+        d["mAP50-95"] = d.pop("mAP50_95")
+        return d
+
+
+def resolve_data(
+    data: str | Path | dict | DataSpec | SyntheticConfig | None,
+    imgsz: int,
+    cache_dir: str | Path | None = None,
+) -> DataSpec:
+    """None or "synthetic" -> the built-in synthetic dataset at imgsz; else a data YAML, dict or spec."""
+    if isinstance(data, DataSpec):
+        return data
+    if data is None or (isinstance(data, str) and data == "synthetic" and not Path(data).exists()):
+        data = SyntheticConfig(size=imgsz)
+    if isinstance(data, SyntheticConfig):
+        return load_data_yaml(synthetic_dataset(data, cache_dir))
+    return load_data_yaml(data)
+
+
+def build_optimizer(model: nn.Module, hyp: Hyp, batch: int) -> torch.optim.SGD:
+    """Nesterov SGD with YOLOv5's three groups: 0 biases, 1 weights with decay, 2 norm weights (no decay).
+
+    Decay is scaled by batch x accumulate / nbs (YOLOv5's rule).
+    """
+    accumulate = max(round(hyp.nbs / batch), 1)
+    decay = hyp.weight_decay * batch * accumulate / hyp.nbs
+    biases, decayed, norms = [], [], []
+    for m in model.modules():
+        for name, p in m.named_parameters(recurse=False):
+            if name == "bias":
+                biases.append(p)
+            elif name == "weight" and "Norm" in type(m).__name__:
+                norms.append(p)
+            else:
+                decayed.append(p)
+    opt = torch.optim.SGD(biases, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True)
+    opt.add_param_group({"params": decayed, "weight_decay": decay})
+    opt.add_param_group({"params": norms, "weight_decay": 0.0})
+    return opt
+
+
+def lr_factor(hyp: Hyp, epochs: int) -> Callable[[float], float]:
+    """Epoch -> learning-rate multiplier: linear or cosine from 1 to lrf over the run."""
+    if hyp.cos_lr:
+        return lambda e: ((1 - math.cos(e * math.pi / epochs)) / 2) * (hyp.lrf - 1) + 1
+    return lambda e: (1 - e / epochs) * (1.0 - hyp.lrf) + hyp.lrf
+
+
+def evaluate(
+    model: nn.Module,
+    data: ImageSet,
+    batch: int = 32,
+    device: str | torch.device | None = None,
+    conf_thres: float = 0.001,
+    iou_thres: float = 0.6,
+    max_det: int = 300,
+    multi_label: bool = False,
+) -> tuple[float, float]:
+    """(mAP@0.5, mAP@0.5:0.95) of a model on a letterboxed split; boxes are mapped back to original pixels."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    preds: list[np.ndarray] = []
+    try:
+        with torch.no_grad():
+            for bt in batches(data, batch):
+                idx = bt.indices
+                x = _to_input(bt.images, device)
+                out = model(x)
+                out = out[0] if isinstance(out, (list, tuple)) else out
+                dets = non_max_suppression(out.float(), conf_thres, iou_thres, max_det, multi_label)
+                for d, i in zip(dets, idx, strict=True):
+                    d = d.cpu()
+                    if len(d):
+                        d[:, :4] = scale_boxes(d[:, :4], data.ratios[i], data.pads[i], data.shapes0[i])
+                    preds.append(d.numpy())
+    finally:
+        model.train(was_training)
+    labels = [data.boxes0(i) for i in range(len(data))]
+    return coco_map(preds, labels, data.shapes0, data.nc)
+
+
+def _to_input(images: np.ndarray, device: torch.device, hsv: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 (b, h, w, 3) -> float (b, 3, h, w) in [0, 1], contiguous NCHW, colour-jittered when hsv is given.
+
+    Without the explicit layout the permuted copy would be channels-last, and the whole network would
+    follow that layout: faster for plain convolutions on CPU, but a different layout for some batches
+    than for others, and .view() calls inside blocks can fail on it.
+    """
+    x = torch.from_numpy(images).to(device, non_blocking=True)
+    if hsv is not None:
+        return color_jitter(x, torch.from_numpy(hsv))
+    return x.permute(0, 3, 1, 2).float().div_(255).contiguous()
+
+
+def _count_cost(model: nn.Module, imgsz: int) -> float | None:
+    try:
+        from nas.cost import count
+
+        return float(count(model, imgsz=(imgsz, imgsz)).gflops)
+    except Exception:  # cost is informative here; a model that cannot be counted can still train
+        return None
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
+
+
+class _Deterministic:
+    """Turn on deterministic algorithms for the run and restore the previous setting afterwards."""
+
+    def __init__(self, on: bool, cuda: bool) -> None:
+        self.on, self.cuda = on, cuda
+
+    def __enter__(self) -> None:
+        self.prev = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+        self.prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        if self.on:
+            if self.cuda:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.use_deterministic_algorithms(self.prev[0], warn_only=self.prev[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.prev_cudnn
+
+
+def _device(device: str | torch.device) -> torch.device:
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise NasError(f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu")
+    if d.type not in ("cpu", "cuda"):
+        raise NasError(f"device {device!r} is not supported; use cpu or cuda")
+    return d
+
+
+def _build(model: str | Path | dict | nn.Module, nc: int, names: list[str]) -> nn.Module:
+    if isinstance(model, nn.Module):
+        det_nc = int(detect_head(model).nc)
+        if det_nc != nc:
+            raise NasError(f"the model predicts {det_nc} classes but the data has {nc}; build it with nc={nc}")
+        return model
+    from nas.model import build_model
+
+    m = build_model(model, nc=nc)
+    if hasattr(m, "names"):
+        try:
+            m.names = list(names)
+        except Exception:  # names are cosmetic
+            pass
+    return m
+
+
+def train_and_evaluate(
+    model_cfg_or_module: str | Path | dict | nn.Module,
+    data: str | Path | dict | DataSpec | SyntheticConfig | None = None,
+    epochs: int = 10,
+    imgsz: int = 256,
+    batch: int = 8,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    callback: Callable[[dict], bool | None] | None = None,
+    *,
+    hyp: Hyp | dict | None = None,
+    cache_dir: str | Path | None = None,
+    amp: bool = False,
+    deterministic: bool = True,
+    batch_callback: Callable[[int, int, int], None] | None = None,
+) -> ProxyResult:
+    """Train a model (built-in name, YAML path, cfg dict, or module) briefly and score it on the val split.
+
+    data: None for the built-in synthetic dataset at imgsz, a data YAML path/dict, a DataSpec or a
+    SyntheticConfig. callback(epoch_dict) runs after every epoch; returning False or raising StopTraining
+    ends the run with status "stopped". A non-finite loss or an exception from the candidate ends it with
+    status "failed" and a reason. User errors (missing data, bad options, a model YAML the builder rejects)
+    raise NasError. A module passed in is trained in place; a config is built after torch.manual_seed(seed).
+    batch_callback(epoch, batch_index, batches_per_epoch) is for progress displays.
+    """
+    t_start = time.perf_counter()
+    hyp = Hyp.from_any(hyp)
+    dev = _device(device)
+    if epochs < 1 or batch < 1 or imgsz < 32:
+        raise NasError(f"epochs ({epochs}) and batch ({batch}) must be >= 1 and imgsz ({imgsz}) >= 32")
+    result = ProxyResult(seed=seed, imgsz=imgsz, device=str(dev))
+
+    t0 = time.perf_counter()
+    spec = resolve_data(data, imgsz, cache_dir)
+    train_set = load_split(spec, "train", imgsz)
+    val_set = load_split(spec, "val", imgsz)
+    times = {"data": time.perf_counter() - t0, "train": 0.0, "eval": 0.0}
+    result.times = times
+
+    with _Deterministic(deterministic, dev.type == "cuda"):
+        torch.manual_seed(seed)
+        try:
+            model = _build(model_cfg_or_module, spec.nc, spec.names)
+        except (NasError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            result.status, result.reason = "failed", f"model build: {_describe(e)}"
+            result.wall_time = time.perf_counter() - t_start
+            return result
+        result.params = sum(p.numel() for p in model.parameters())
+        gs = int(max(int(getattr(model, "stride", torch.tensor([32])).max()), 32))
+        if imgsz % gs:
+            lo, hi = max(imgsz // gs * gs, gs), (imgsz // gs + 1) * gs
+            raise NasError(f"imgsz {imgsz} is not a multiple of the model's largest stride {gs}; use {lo} or {hi}")
+        result.gflops = _count_cost(model, imgsz)
+        _run(model, train_set, val_set, epochs, batch, seed, dev, hyp, amp, callback, batch_callback, result)
+    result.wall_time = time.perf_counter() - t_start
+    return result
+
+
+def _run(
+    model: nn.Module,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    epochs: int,
+    batch: int,
+    seed: int,
+    dev: torch.device,
+    hyp: Hyp,
+    amp: bool,
+    callback: Callable[[dict], bool | None] | None,
+    batch_callback: Callable[[int, int, int], None] | None,
+    result: ProxyResult,
+) -> None:
+    """The epoch loop; fills result in place."""
+    times = result.times
+    use_amp = amp and dev.type == "cuda"
+    try:
+        model.to(dev).train()
+        optimizer = build_optimizer(model, hyp, batch)
+        compute_loss = DetectionLoss(model, train_set.size, hyp.box, hyp.cls, hyp.obj, hyp.anchor_t)
+    except Exception as e:
+        result.status, result.reason = "failed", f"setup: {_describe(e)}"
+        return
+    for g in optimizer.param_groups:
+        g["initial_lr"] = hyp.lr0
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    lf = lr_factor(hyp, epochs)
+    nb = math.ceil(len(train_set) / batch)
+    nw = min(round(hyp.warmup_epochs * nb), (epochs * nb) // 3) if hyp.warmup_epochs > 0 else 0
+    aug = hyp.augment()
+    nbs_accumulate = max(round(hyp.nbs / batch), 1)
+    accumulate = nbs_accumulate
+    last_step = -1
+    best = -1.0
+
+    for epoch in range(epochs):
+        t_epoch = time.perf_counter()
+        try:
+            rng = np.random.default_rng([seed, epoch])
+            sums = torch.zeros(3, device=dev)
+            optimizer.zero_grad(set_to_none=True)
+            n_seen = 0
+            for i, bt in enumerate(batches(train_set, batch, rng, aug)):
+                ni = i + nb * epoch
+                if nw and ni <= nw:
+                    accumulate = max(1, int(np.interp(ni, [0, nw], [1, nbs_accumulate]).round()))
+                    for j, g in enumerate(optimizer.param_groups):
+                        start = hyp.warmup_bias_lr if j == 0 else 0.0
+                        g["lr"] = float(np.interp(ni, [0, nw], [start, g["initial_lr"] * lf(epoch)]))
+                        g["momentum"] = float(np.interp(ni, [0, nw], [hyp.warmup_momentum, hyp.momentum]))
+                else:
+                    accumulate = nbs_accumulate
+                    for g in optimizer.param_groups:
+                        g["lr"] = g["initial_lr"] * lf(epoch)
+                        g["momentum"] = hyp.momentum
+                x = _to_input(bt.images, dev, bt.hsv)
+                t = torch.from_numpy(bt.targets).to(dev, non_blocking=True)
+                with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                    preds = model(x)
+                    loss, items = compute_loss(preds, t)
+                if not bool(torch.isfinite(loss)):
+                    b, o, c = (float(v) for v in items)
+                    raise CandidateFailed(
+                        f"non-finite loss at epoch {epoch + 1}, batch {i + 1} (box {b:.4g}, obj {o:.4g}, cls {c:.4g})"
+                    )
+                scaler.scale(loss).backward()
+                if ni - last_step >= accumulate:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), max_norm=hyp.max_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    last_step = ni
+                sums += items
+                n_seen += 1
+                if batch_callback is not None:
+                    try:
+                        batch_callback(epoch + 1, i + 1, nb)
+                    except Exception as e:
+                        raise _CallerError() from e
+            t_train = time.perf_counter()
+            times["train"] += t_train - t_epoch
+            means = (sums / max(n_seen, 1)).tolist()
+            if not all(math.isfinite(v) for v in means):
+                raise CandidateFailed(f"non-finite loss at epoch {epoch + 1}")
+            m50, m5095 = evaluate(
+                model, val_set, batch * 2, dev, hyp.conf_thres, hyp.iou_thres, hyp.max_det, hyp.multi_label
+            )
+            times["eval"] += time.perf_counter() - t_train
+        except (KeyboardInterrupt, NasError):
+            raise
+        except _CallerError as e:
+            raise e.__cause__ from None
+        except CandidateFailed as e:
+            _fail(result, str(e))
+            return
+        except Exception as e:
+            _fail(result, f"epoch {epoch + 1}: {_describe(e)}")
+            return
+        fit = fitness(m50, m5095)
+        rec = {
+            "epoch": epoch + 1,
+            "box": means[0],
+            "obj": means[1],
+            "cls": means[2],
+            "loss": sum(means),
+            "mAP50": m50,
+            "mAP50-95": m5095,
+            "fitness": fit,
+            "time": time.perf_counter() - t_epoch,
+        }
+        result.history.append(rec)
+        result.epochs = epoch + 1
+        if fit > best:
+            best = fit
+            result.fitness, result.mAP50, result.mAP50_95, result.best_epoch = fit, m50, m5095, epoch + 1
+        if callback is not None:
+            try:
+                go_on = callback(dict(rec))
+            except StopTraining as e:
+                result.status, result.reason = (
+                    "stopped",
+                    str(e) or f"stopped by the callback after epoch {epoch + 1}",
+                )
+                return
+            if go_on is False:
+                result.status, result.reason = "stopped", f"stopped by the callback after epoch {epoch + 1}"
+                return
+
+
+def _fail(result: ProxyResult, reason: str) -> None:
+    result.status, result.reason = "failed", reason
+    result.fitness = result.mAP50 = result.mAP50_95 = 0.0
+    result.best_epoch = 0

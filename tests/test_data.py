@@ -1,0 +1,301 @@
+"""Datasets: data YAML resolution, labels, letterbox, broken datasets, coco8, augmentation, synthetic data."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nas.data import (
+    Augment,
+    SyntheticConfig,
+    batches,
+    clear_memory_cache,
+    label_path,
+    letterbox,
+    load_data_yaml,
+    load_split,
+    parse_labels,
+    synthetic_dataset,
+)
+from nas.data.augment import color_jitter, hflip, hsv_gains, mosaic, random_affine
+from nas.data.dataset import training_sample
+from nas.errors import NasError
+
+COCO8 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco8"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory_cache():
+    clear_memory_cache()
+    yield
+    clear_memory_cache()
+
+
+def write_image(path: Path, w: int = 40, h: int = 30, colour=(200, 30, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h), colour).save(path)
+
+
+def make_dataset(root: Path, n_train: int = 3, n_val: int = 2) -> Path:
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            write_image(root / "images" / split / f"{i}.png", 40 + 10 * i, 30)
+            lp = root / "labels" / split / f"{i}.txt"
+            lp.parent.mkdir(parents=True, exist_ok=True)
+            lp.write_text("0 0.5 0.5 0.25 0.5\n1 0.25 0.25 0.1 0.1\n")
+    y = root / "data.yaml"
+    y.write_text("path:\ntrain: images/train\nval: images/val\nnames: [a, b]\n")
+    return y
+
+
+def test_label_path_replaces_the_last_images_folder():
+    p = Path("/d/images/x/images/train/a.b.jpg")
+    assert label_path(p) == Path("/d/images/x/labels/train/a.b.txt")
+
+
+def test_data_yaml_resolution(tmp_path):
+    y = make_dataset(tmp_path / "ds")
+    spec = load_data_yaml(y)
+    assert spec.names == ["a", "b"] and spec.nc == 2
+    assert spec.train == [(tmp_path / "ds" / "images" / "train").resolve()]
+    # relative path: against the YAML's folder; names as a mapping; a .txt list with ./ entries
+    (tmp_path / "ds" / "train.txt").write_text("./images/train/0.png\n./images/train/1.png\n")
+    y2 = tmp_path / "ds" / "cfg" / "d.yaml"
+    y2.parent.mkdir()
+    y2.write_text("path: ..\ntrain: train.txt\nval: [images/val]\nnames: {0: a, 1: b}\n")
+    spec2 = load_data_yaml(y2)
+    assert spec2.names == ["a", "b"]
+    train = load_split(spec2, "train", 64)
+    assert [f.name for f in train.files] == ["0.png", "1.png"]
+    # a folder holding data.yaml works too; nc without names gives class0..
+    y3 = tmp_path / "nc.yaml"
+    y3.write_text(f"path: {tmp_path / 'ds'}\ntrain: images/train\nval: images/val\nnc: 3\n")
+    assert load_data_yaml(y3).names == ["class0", "class1", "class2"]
+    assert load_data_yaml(tmp_path / "ds").nc == 2
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("path:\nval: images/val\nnames: [a]\n", "no 'train:'"),
+        ("path:\ntrain: images/train\nval: images/val\n", "names"),
+        ("path:\ntrain: images/train\nval: images/val\nnames: [a, b]\nnc: 3\n", "nc is 3"),
+        ("path:\ntrain: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_data_yaml(tmp_path, text, words):
+    y = tmp_path / "bad.yaml"
+    y.write_text(text)
+    with pytest.raises(NasError, match=words.replace("(", r"\(")):
+        load_data_yaml(y)
+
+
+def test_missing_things_are_one_clear_error(tmp_path):
+    with pytest.raises(NasError, match="data YAML not found"):
+        load_data_yaml(tmp_path / "nope.yaml")
+    y = make_dataset(tmp_path / "ds")
+    y.write_text("path:\ntrain: images/train\nval: images/missing\nnames: [a, b]\n")
+    with pytest.raises(NasError) as e:
+        load_split(load_data_yaml(y), "val", 64)
+    assert "images/missing" in str(e.value) and "val" in str(e.value) and "\n" not in str(e.value)
+    (tmp_path / "ds" / "images" / "empty").mkdir()
+    y.write_text("path:\ntrain: images/train\nval: images/empty\nnames: [a, b]\n")
+    with pytest.raises(NasError, match="val split is empty"):
+        load_split(load_data_yaml(y), "val", 64)
+
+
+def test_parse_labels_skips_bad_lines(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text(
+        "0 0.5 0.5 0.2 0.2\n"  # good
+        "0 0.5 0.5 0.2\n"  # 4 values
+        "a 0.5 0.5 0.2 0.2\n"  # not numbers
+        "7 0.5 0.5 0.2 0.2\n"  # class out of range
+        "1 10 20 30 40\n"  # pixels, not normalised
+        "1 0.5 0.5 0 0.2\n"  # empty box
+        "\n"
+        "1 0.1 0.1 0.2 0.2000001\n"  # a hair outside: clipped, kept
+        "0 0.5 0.5 0.2 0.2\n"  # duplicate: dropped
+        "1 0.1 0.1 0.3 0.1 0.3 0.3\n"  # polygon -> box
+    )
+    lb, problems = parse_labels(p, nc=2)
+    assert len(problems) == 5
+    assert all(q.startswith("x.txt:") for q in problems)
+    assert lb.shape == (3, 5)
+    assert lb[2].tolist() == pytest.approx([1, 0.2, 0.2, 0.2, 0.2])
+    assert lb[:, 1:].min() >= 0 and (lb[:, 1:3] + lb[:, 3:5] / 2).max() <= 1
+    assert parse_labels(tmp_path / "missing.txt", 2)[0].shape == (0, 5)
+
+
+def test_broken_dataset_is_skipped_with_one_warning(tmp_path, caplog):
+    y = make_dataset(tmp_path / "ds", n_train=4)
+    (tmp_path / "ds" / "images" / "train" / "bad.jpg").write_bytes(b"\xff\xd8\xff not a jpeg at all")
+    (tmp_path / "ds" / "images" / "train" / "trunc.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    (tmp_path / "ds" / "labels" / "train" / "1.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5\nz\n")
+    (tmp_path / "ds" / "labels" / "train" / "2.txt").unlink()  # no label file: a background image
+    with caplog.at_level(logging.WARNING, logger="nas.data"):
+        train = load_split(load_data_yaml(y), "train", 64)
+    assert len(train) == 4
+    assert train.skipped == {"images": 2, "label_lines": 2}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    msg = warnings[0].getMessage()
+    assert "2 corrupt image(s)" in msg and "2 bad label line(s)" in msg and "bad.jpg" in msg and "1.txt:2" in msg
+    assert len(train.labels[1]) == 1 and len(train.labels[2]) == 0
+    # every image corrupt -> a clear error, not a crash
+    for f in (tmp_path / "ds" / "images" / "val").iterdir():
+        f.write_bytes(b"garbage")
+    with pytest.raises(NasError, match="no readable images"):
+        load_split(load_data_yaml(y), "val", 64)
+
+
+def test_letterbox_geometry():
+    im = Image.new("RGB", (100, 50), (10, 200, 10))
+    arr, ratio, pad = letterbox(im, 64)
+    assert arr.shape == (64, 64, 3) and ratio == (0.64, 0.64) and pad == (0, 16)
+    assert (arr[:16] == 114).all() and (arr[48:] == 114).all()
+    assert (arr[16:48] == (10, 200, 10)).all()
+    small = Image.new("RGB", (16, 32), (0, 0, 0))
+    arr, ratio, pad = letterbox(small, 64)  # scaled up to 32 x 64
+    assert ratio == (2.0, 2.0) and pad == (16, 0)
+
+
+def test_loaded_labels_follow_the_letterbox(tmp_path):
+    y = make_dataset(tmp_path / "ds")
+    train = load_split(load_data_yaml(y), "train", 64)
+    i = 1  # a 50 x 30 image: ratio 1.28, 64 x 38, top pad 13
+    assert train.shapes0[i] == (30, 50) and train.pads[i] == (0, 13)
+    cls, cx, cy, w, h = train.labels[i][0]
+    assert (cx, cy, w, h) == pytest.approx((0.5, (0.5 * 38 + 13) / 64, 0.25, 0.5 * 38 / 64))
+    assert train.boxes0(i)[0].tolist() == pytest.approx([0, 18.75, 7.5, 31.25, 22.5])
+    # batches: uint8 images, targets with the image index in the batch
+    b = next(batches(train, 2))
+    assert b.images.shape == (2, 64, 64, 3) and b.images.dtype == np.uint8 and b.hsv is None
+    assert b.targets[:, 0].tolist() == [0, 0, 1, 1] and b.indices.tolist() == [0, 1]
+    b = next(batches(train, 2, np.random.default_rng(0), Augment()))
+    assert b.hsv.shape == (2, 3) and len(b.targets) == 4
+
+
+def test_memory_cache_reuses_a_loaded_split(tmp_path):
+    y = make_dataset(tmp_path / "ds")
+    a = load_split(load_data_yaml(y), "train", 64)
+    assert load_split(load_data_yaml(y), "train", 64) is a
+    assert load_split(load_data_yaml(y), "train", 96) is not a
+    os.utime(a.files[0], ns=(1, 1))  # changed file -> reloaded
+    assert load_split(load_data_yaml(y), "train", 64) is not a
+
+
+def test_coco8():
+    if not COCO8.is_dir():
+        pytest.skip(f"{COCO8} is absent: the shared 8-image COCO subset lives beside the checkout")
+    spec = load_data_yaml(COCO8 / "coco8.yaml")
+    assert spec.nc == 80 and spec.names[0] == "person"
+    val = load_split(spec, "val", 128)
+    assert len(val) == 4 and val.images.shape == (4, 128, 128, 3) and val.skipped == {"images": 0, "label_lines": 0}
+    for i, f in enumerate(val.files):
+        lines = [x for x in label_path(f).read_text().splitlines() if x.strip()]
+        assert len(val.labels0[i]) == len(set(lines))
+        h, w = val.shapes0[i]
+        with Image.open(f) as im:
+            assert im.size == (w, h)
+        b = val.boxes0(i)
+        assert (b[:, 1] >= 0).all() and (b[:, 3] <= w + 1e-3).all() and (b[:, 4] <= h + 1e-3).all()
+    assert (val.images[:, 0, 0] == 114).all() or (val.images[:, :, 0] == 114).any()
+
+
+def test_augmentations_keep_labels_consistent():
+    rng = np.random.default_rng(0)
+    im = np.zeros((64, 64, 3), np.uint8)
+    im[10:20, 40:60] = 255
+    lb = np.array([[1, 50 / 64, 15 / 64, 20 / 64, 10 / 64]], np.float32)
+    fim, flb = hflip(im, lb)
+    assert (fim[10:20, 4:24] == 255).all() and flb[0, 1] == pytest.approx(14 / 64)
+    g = hsv_gains((0.015, 0.7, 0.4), np.random.default_rng(5))
+    assert (g == hsv_gains((0.015, 0.7, 0.4), np.random.default_rng(5))).all()
+    assert abs(g[0] - 1) <= 0.015 and abs(g[1] - 1) <= 0.7 and abs(g[2] - 1) <= 0.4
+    canvas, mlb = mosaic([im] * 4, [lb] * 4, 64, rng)
+    assert canvas.shape == (128, 128, 3) and len(mlb) >= 1
+    out, alb = random_affine(canvas, mlb, 64, 0.5, 0.1, rng)
+    assert out.shape == (64, 64, 3)
+    if len(alb):
+        assert alb[:, 1:].min() >= 0 and (alb[:, 1:3] + alb[:, 3:5] / 2).max() <= 1 + 1e-6
+
+
+def test_color_jitter():
+    import torch
+
+    x = torch.tensor([[[204, 102, 51], [128, 128, 128]]], dtype=torch.uint8)[None]  # orange, gray: (1, 1, 2, 3)
+    f = x.permute(0, 3, 1, 2).float() / 255
+
+    def jit(h, s, v):
+        return color_jitter(x, torch.tensor([[h, s, v]]))
+
+    assert jit(1, 1, 1).shape == (1, 3, 1, 2) and jit(1, 1, 1).is_contiguous()
+    assert torch.allclose(jit(1, 1, 1), f, atol=1e-6)
+    assert torch.allclose(jit(1, 1, 0.5), f * 0.5, atol=1e-6)
+    grayer = jit(1, 0.5, 1)  # HSV saturation halves: the max stays, the gaps to it halve
+    assert torch.allclose(grayer[0, :, 0, 0], torch.tensor([204, 153, 127.5]) / 255, atol=1e-6)
+    turned = jit(1.01, 1, 1)  # a hue rotation leaves gray alone
+    assert torch.allclose(turned[0, :, 0, 1], f[0, :, 0, 1], atol=1e-6)
+    assert not torch.allclose(turned[0, :, 0, 0], f[0, :, 0, 0], atol=1e-3)
+    assert turned.min() >= 0 and turned.max() <= 1 and jit(1, 1.7, 1.4).max() <= 1
+
+
+def test_training_samples_are_a_function_of_the_seed(tmp_path):
+    y = make_dataset(tmp_path / "ds", n_train=4)
+    train = load_split(load_data_yaml(y), "train", 64)
+    aug = Augment(mosaic=0.5, scale=0.3, translate=0.1)
+
+    def run(seed):
+        rng = np.random.default_rng(seed)
+        return [training_sample(train, i, aug, rng) for i in range(4)]
+
+    a, b, c = run(1), run(1), run(2)
+    assert all(
+        (x[0] == y[0]).all() and np.array_equal(x[1], y[1]) and np.array_equal(x[2], y[2])
+        for x, y in zip(a, b, strict=True)
+    )
+    assert any(not (x[0] == z[0]).all() for x, z in zip(a, c, strict=True))
+
+
+def test_synthetic_dataset_is_deterministic_and_cached(tmp_path):
+    cfg = SyntheticConfig(n_train=6, n_val=3, size=96, seed=3)
+    y1 = synthetic_dataset(cfg, tmp_path / "c1")
+    y2 = synthetic_dataset(cfg, tmp_path / "c2")
+    files1 = sorted(p.relative_to(y1.parent) for p in y1.parent.rglob("*") if p.is_file())
+    files2 = sorted(p.relative_to(y2.parent) for p in y2.parent.rglob("*") if p.is_file())
+    assert files1 == files2 and len(files1) == 2 * 9 + 2
+    for f in files1:
+        assert (y1.parent / f).read_bytes() == (y2.parent / f).read_bytes(), f
+    # cached: the second call returns the same folder without rewriting it
+    stamp = (y1.parent / "images" / "train" / "000000.jpg").stat().st_mtime_ns
+    assert synthetic_dataset(cfg, tmp_path / "c1") == y1
+    assert (y1.parent / "images" / "train" / "000000.jpg").stat().st_mtime_ns == stamp
+    # another seed, another dataset (and another cache key)
+    y3 = synthetic_dataset(SyntheticConfig(n_train=6, n_val=3, size=96, seed=4), tmp_path / "c1")
+    assert y3 != y1
+    assert (y3.parent / "images/train/000000.jpg").read_bytes() != (y1.parent / "images/train/000000.jpg").read_bytes()
+    # more images keep the first ones (each image has its own seed)
+    y4 = synthetic_dataset(SyntheticConfig(n_train=8, n_val=3, size=96, seed=3), tmp_path / "c1")
+    assert (y4.parent / "labels/train/000005.txt").read_text() == (y1.parent / "labels/train/000005.txt").read_text()
+
+
+def test_synthetic_dataset_content(tmp_path):
+    cfg = SyntheticConfig(n_train=40, n_val=4, size=128, nc=4)
+    spec = load_data_yaml(synthetic_dataset(cfg, tmp_path))
+    assert spec.names == ["red circle", "blue square", "green triangle", "yellow cross"]
+    train = load_split(spec, "train", 128)
+    assert train.skipped == {"images": 0, "label_lines": 0}
+    lb = np.concatenate(train.labels0)
+    assert set(lb[:, 0].astype(int)) == {0, 1, 2, 3}
+    sizes = np.sqrt(lb[:, 3] * lb[:, 4]) * 128
+    assert sizes.min() < 12 and sizes.max() > 40  # a few pixels to large
+    heights = {h for h, _ in train.shapes0}
+    assert 128 in heights and len(heights) > 1  # square and shorter images (letterboxed)
+    with pytest.raises(NasError, match="nc=9"):
+        SyntheticConfig(nc=9)

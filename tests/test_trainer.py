@@ -1,0 +1,192 @@
+"""Proxy training: determinism, failure as a result, early stop, learning, and the `nas evaluate` command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from nas.data import SyntheticConfig, load_data_yaml, load_split, synthetic_dataset
+from nas.errors import NasError
+from nas.model import build_model, load_cfg
+from nas.train import StopTraining, evaluate, train_and_evaluate
+
+IMGSZ = 64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread, and far faster when other processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cfg() -> dict:
+    """yolov5n's layout at an eighth of the width: the real builder, a few thousand parameters."""
+    cfg = load_cfg("yolov5n")
+    cfg.pop("_source", None)
+    cfg["width_multiple"] = 0.125
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("nascache")
+    return synthetic_dataset(SyntheticConfig(n_train=24, n_val=8, size=IMGSZ, nc=3), cache)
+
+
+def run(data, **kw):
+    args = dict(epochs=2, imgsz=IMGSZ, batch=8, seed=0)
+    args.update(kw)
+    return train_and_evaluate(args.pop("model", tiny_cfg()), data, **args)
+
+
+def test_result_fields_and_history(tiny_data):
+    seen = []
+    r = run(tiny_data, callback=seen.append)
+    assert r.status == "ok" and r.reason == ""
+    assert r.epochs == 2 and len(r.history) == 2 and seen == r.history
+    for rec in r.history:
+        assert set(rec) == {"epoch", "box", "obj", "cls", "loss", "mAP50", "mAP50-95", "fitness", "time"}
+        assert rec["loss"] == pytest.approx(rec["box"] + rec["obj"] + rec["cls"])
+        assert rec["fitness"] == pytest.approx(0.1 * rec["mAP50"] + 0.9 * rec["mAP50-95"])
+    best = max(r.history, key=lambda h: h["fitness"])
+    assert r.fitness == best["fitness"] and r.best_epoch == best["epoch"]
+    assert r.params == sum(p.numel() for p in build_model(tiny_cfg(), nc=3).parameters())
+    assert r.wall_time > 0 and set(r.times) == {"data", "train", "eval"}
+    d = r.to_dict()
+    assert "mAP50-95" in d and "mAP50_95" not in d
+    json.dumps(d)
+
+
+def test_same_seed_same_result(tiny_data):
+    a, b = run(tiny_data), run(tiny_data)
+    assert a.history and a.status == b.status == "ok"
+    for x, y in zip(a.history, b.history, strict=True):
+        for k in ("box", "obj", "cls", "mAP50", "mAP50-95", "fitness"):
+            assert x[k] == pytest.approx(y[k], abs=1e-6), k
+    assert a.fitness == pytest.approx(b.fitness, abs=1e-6)
+    c = run(tiny_data, seed=1)
+    assert c.history[0]["loss"] != a.history[0]["loss"]
+
+
+class Poison:
+    """A forward hook on the first layer that starts returning NaN (or raising) after some calls."""
+
+    def __init__(self, after: int, kind: str):
+        self.calls, self.after, self.kind = 0, after, kind
+
+    def __call__(self, module, inputs, output):
+        self.calls += 1
+        if module.training and self.calls > self.after:
+            if self.kind == "nan":
+                return output * float("nan")
+            raise RuntimeError("boom in the candidate's forward")
+        return output
+
+
+@pytest.mark.parametrize("kind, words", [("nan", "non-finite loss at epoch 2"), ("raise", "RuntimeError: boom")])
+def test_failures_become_results(tiny_data, kind, words):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(), nc=3)
+    model.model[0].register_forward_hook(Poison(after=3, kind=kind))  # 3 batches per epoch at batch 8
+    r = run(tiny_data, model=model, epochs=3)
+    assert r.status == "failed" and words in r.reason
+    assert len(r.history) == 1 and r.fitness == 0.0 and r.epochs == 1
+
+
+def test_callback_can_stop_training(tiny_data):
+    r = run(tiny_data, epochs=3, callback=lambda rec: rec["epoch"] < 1)
+    assert r.status == "stopped" and r.epochs == 1 and "epoch 1" in r.reason
+    assert r.fitness == r.history[0]["fitness"]
+
+    def stop(rec):
+        raise StopTraining("hopeless")
+
+    r = run(tiny_data, epochs=3, callback=stop)
+    assert r.status == "stopped" and r.reason == "hopeless" and r.epochs == 1
+
+    def broken(rec):
+        raise ValueError("a bug in the caller")
+
+    with pytest.raises(ValueError, match="a bug in the caller"):
+        run(tiny_data, epochs=1, callback=broken)
+
+    def broken_progress(epoch, i, nb):
+        raise ValueError("a bug in the progress display")
+
+    with pytest.raises(ValueError, match="progress display"):
+        run(tiny_data, epochs=1, batch_callback=broken_progress)
+
+
+def test_user_errors_raise(tiny_data, tmp_path):
+    with pytest.raises(NasError, match="multiple of the model's largest stride 32"):
+        run(tiny_data, imgsz=80)
+    with pytest.raises(NasError, match="unknown training hyperparameter"):
+        run(tiny_data, hyp={"lr": 0.1})
+    with pytest.raises(NasError, match="predicts 80 classes but the data has 3"):
+        run(tiny_data, model=build_model(tiny_cfg()))
+    with pytest.raises(NasError, match="data YAML not found"):
+        run(tmp_path / "missing.yaml")
+    if not torch.cuda.is_available():
+        with pytest.raises(NasError, match="no CUDA GPU"):
+            run(tiny_data, device="cuda")
+
+
+def test_build_problems(tiny_data, monkeypatch):
+    cfg = tiny_cfg()
+    cfg["head"][2] = [[-1, 3], 1, "Concat", [1]]  # mismatched sizes: the builder names the layer (user error)
+    with pytest.raises(NasError):
+        run(tiny_data, model=cfg)
+
+    def crash(*a, **k):
+        raise RuntimeError("out of memory while building")
+
+    monkeypatch.setattr("nas.model.build_model", crash)  # anything else while building: a failed candidate
+    r = run(tiny_data)
+    assert r.status == "failed" and r.reason == "model build: RuntimeError: out of memory while building"
+
+
+@pytest.mark.slow
+def test_training_learns(tmp_path_factory):
+    """Eight epochs (128 steps) on easy one-class synthetic data lift mAP far above the untrained model's."""
+    cache = tmp_path_factory.mktemp("nascache_learn")
+    cfg = SyntheticConfig(n_train=128, n_val=24, size=96, nc=1, difficulty=0.0)
+    data = synthetic_dataset(cfg, cache)
+    model_cfg = load_cfg("yolov5n")
+    model_cfg.pop("_source", None)
+    torch.manual_seed(0)
+    untrained = evaluate(build_model(model_cfg, nc=1), load_split(load_data_yaml(data), "val", 96))
+    r = train_and_evaluate(model_cfg, data, epochs=8, imgsz=96, batch=8, seed=0)
+    assert r.status == "ok"
+    assert untrained[0] < 0.05
+    assert r.mAP50 > 0.4 and r.mAP50 > 10 * untrained[0], (untrained, [h["mAP50"] for h in r.history])
+    assert r.history[-1]["loss"] < r.history[0]["loss"]
+
+
+def test_cli_evaluate_json(tmp_path):
+    from nas.cli import main
+
+    model = tmp_path / "tiny.yaml"
+    model.write_text(yaml.safe_dump(tiny_cfg()))
+    data = synthetic_dataset(SyntheticConfig(n_train=16, n_val=4, size=IMGSZ, nc=2), tmp_path / "cache")
+    res = CliRunner().invoke(
+        main,
+        ["evaluate", str(model), "--data", str(data), "--epochs", "1", "--imgsz", str(IMGSZ),
+         "--batch", "8", "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "ok" and len(doc["history"]) == 1
+    for k in ("fitness", "mAP50", "mAP50-95", "params", "gflops", "wall_time", "history"):
+        assert k in doc
+    assert math.isfinite(doc["fitness"])
+
+    bad = CliRunner().invoke(main, ["evaluate", str(model), "--data", str(tmp_path / "none.yaml")])
+    assert bad.exit_code == 2 and "error: data YAML not found" in bad.stderr
