@@ -58,6 +58,7 @@ class Space:
     points: tuple[Point, ...]
     hash: str
     description: str = ""
+    nc: int | None = None  # set when the space file fixes it; otherwise the search uses the dataset's
 
     @property
     def name(self) -> str:
@@ -158,7 +159,8 @@ def load_space(path: str | Path) -> Space:
     canonical = {"base": cfg, "imgsz": list(imgsz), "depth_multiple": list(gd), "width_multiple": list(gw),
                  "points": [_point_dict(p) for p in points]}
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return Space(src, base, cfg, imgsz, gd, gw, tuple(points), digest, str(doc.get("description", "")))
+    return Space(src, base, cfg, imgsz, gd, gw, tuple(points), digest, str(doc.get("description", "")),
+                 doc.get("nc"))
 
 
 def _multiples(doc: dict, key: str, cfg: dict, src: str) -> tuple[float, ...]:

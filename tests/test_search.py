@@ -1,0 +1,300 @@
+"""`nas search` end to end: budget gate, records, dedup, resume, faults, several workers on shared storages.
+
+Every trial here really trains (a tiny synthetic set at 64 px, one epoch), so these tests exercise the
+same path users run; they are the slowest of the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from nas.cli import main
+from nas.data import SyntheticConfig, synthetic_dataset
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {
+    "base": "yolov5n",
+    "imgsz": 640,
+    "width_multiple": [0.25, 0.5],  # 4.5 vs 16.4 GFLOPs: the wide ones are over a 10 GFLOPs budget
+    "hyperparameters": {"SGE": {"groups": [4, 8]}},
+    "insert": [{"after": 23, "name": "P5", "blocks": ["none", "SGE", "GE"]}],
+}
+TINY = ["--epochs", "1", "--imgsz", "64", "--batch", "8", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> str:
+    cache = tmp_path_factory.mktemp("data")
+    return str(synthetic_dataset(SyntheticConfig(n_train=16, n_val=8, size=64, nc=2), cache_dir=cache))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, tiny_data) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    return tmp_path
+
+
+def search(*extra: str, data: str, space: str = "space.yaml", budget: str = "10gflops"):
+    args = ["search", "--space", space, "--budget", budget, "--data", data, *TINY, *extra]
+    return CliRunner().invoke(main, args)
+
+
+def load(storage: str = "sqlite:///studies/nas.db", name: str = "space") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def outcomes(study) -> list[str]:
+    return [t.user_attrs.get("outcome", t.state.name) for t in study.get_trials(deepcopy=False)]
+
+
+def test_end_to_end_records_and_resume(workdir, tiny_data):
+    r = search("--trials", "3", "--sampler", "random", data=tiny_data)
+    assert r.exit_code == 0, r.output
+    assert (workdir / "studies" / "nas.db").is_file()
+    study = load()
+    assert study.metric_names == ["fitness", "GFLOPs"]
+    assert study.user_attrs["budget"] == {"gflops": 10.0, "params": None}
+    trials = study.get_trials()
+    base = trials[0]
+    assert base.user_attrs["baseline"] is True and base.user_attrs["choices"] == {"P5": "none"}
+    trained = [t for t in trials if t.user_attrs.get("outcome") == "trained"]
+    assert len(trained) == 3
+    for t in trained:
+        a = t.user_attrs
+        for key in ("choices", "arch", "model_hash", "model_yaml", "gflops", "params", "fitness", "mAP50",
+                    "mAP50-95", "history", "wall_time", "seed"):
+            assert key in a, key
+        assert t.values == [pytest.approx(a["fitness"]), pytest.approx(a["gflops"])]
+        assert len(a["history"]) == 1 and a["history"][0]["epoch"] == 1
+        assert t.constraints["gflops"] == pytest.approx(a["gflops"] - 10.0)
+        assert yaml.safe_load(a["model_yaml"])["head"][-1][2] == "Detect"
+    for t in trials:
+        if t.user_attrs.get("outcome") == "rejected":
+            assert t.user_attrs["over_budget"] and t.constraints["gflops"] > 0 and t.values[0] == 0.0
+            assert "fitness" not in t.user_attrs  # never trained
+    assert any((workdir / "studies").glob("nas-artifacts/**/*")), "model YAML artifacts are kept beside the db"
+
+    n = len(trials)
+    r = search("--trials", "3", "--sampler", "random", data=tiny_data)  # same command: nothing left to do
+    assert r.exit_code == 0 and "already has 3" in r.output
+    assert len(load().get_trials()) == n
+    r = search("--trials", "4", "--sampler", "random", data=tiny_data)  # resume and extend
+    assert r.exit_code == 0, r.output
+    assert outcomes(load()).count("trained") == 4
+    assert [t.number for t in load().get_trials()][:n] == list(range(n))
+
+
+def test_refusals_are_one_line_exit_2(workdir, tiny_data):
+    assert search("--trials", "1", data=tiny_data).exit_code == 0
+    other = dict(SPACE, hyperparameters={"SGE": {"groups": [4, 16]}})
+    (workdir / "space2.yaml").write_text(yaml.safe_dump(other))
+    cases = [
+        (["--study", "space"], "space2.yaml", "10gflops", "different space"),
+        (["--workers", "2"], "space.yaml", "10gflops", "journal"),
+        ([], "space.yaml", "10 bananas", "10 bananas"),
+        ([], "missing.yaml", "10gflops", "missing.yaml"),
+        (["--storage", "postgresql://postgres@127.0.0.1:1/nope"], "space.yaml", "10gflops", "127.0.0.1:1"),
+        (["--epochs", "2"], "space.yaml", "10gflops", "proxy settings"),
+        (["--study", "fresh", "--data", "missing/data.yaml"], "space.yaml", "10gflops", "missing/data.yaml"),
+    ]
+    before = len(load().get_trials())
+    for extra, space, budget, words in cases:
+        r = search(*extra, data=tiny_data, space=space, budget=budget)
+        assert r.exit_code == 2, (extra, r.output)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
+    assert len(load().get_trials()) == before  # nothing stored was touched
+    assert optuna.study.get_all_study_names("sqlite:///studies/nas.db") == ["space"]  # no empty study left
+
+
+def test_duplicate_architecture_reuses_the_score(workdir, tiny_data):
+    from nas.space import baseline, load_space, trial_params
+
+    assert search("--trials", "1", data=tiny_data).exit_code == 0
+    study = load()
+    space = load_space("space.yaml")
+    study.enqueue_trial(trial_params(space, baseline(space)))
+    assert search("--trials", "2", data=tiny_data).exit_code == 0
+    trials = load().get_trials()
+    reused = [t for t in trials if t.user_attrs.get("outcome") == "reused"]
+    assert len(reused) == 1 and reused[0].user_attrs["reused_from"] == 0
+    assert reused[0].values[0] == trials[0].values[0]
+    assert reused[0].user_attrs["model_hash"] == trials[0].user_attrs["model_hash"]
+    assert "model_yaml" not in reused[0].user_attrs  # not trained again
+
+
+def test_failing_candidate_is_recorded_and_search_goes_on(workdir, tiny_data, monkeypatch):
+    import nas.train
+    from nas.train.trainer import ProxyResult
+
+    real = nas.train.train_and_evaluate
+
+    def flaky(cfg, **kw):
+        if any(row[2] == "SGE" for row in cfg["head"]):
+            return ProxyResult(status="failed", reason="non-finite loss at epoch 1, batch 1 (box nan)")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(nas.train, "train_and_evaluate", flaky)
+    space = dict(SPACE, width_multiple=0.25, insert=[{"after": 23, "name": "P5", "blocks": ["none", "SGE", "GE"]}])
+    (workdir / "space.yaml").write_text(yaml.safe_dump(space))
+    r = search("--trials", "1", data=tiny_data)
+    assert r.exit_code == 0, r.output
+    s = load()
+    s.enqueue_trial({"P5.block": "SGE", "P5.SGE.groups": 4})
+    r = search("--trials", "2", "--sampler", "random", data=tiny_data)
+    assert r.exit_code == 0, r.output
+    failed = [t for t in load().get_trials() if t.state == TrialState.FAIL]
+    assert failed and failed[0].user_attrs["fail_reason"].startswith("non-finite loss")
+    assert outcomes(load()).count("trained") == 2
+
+
+def test_same_seed_same_architectures(tmp_path, monkeypatch, tiny_data):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    runs = []
+    for k in range(2):
+        storage = f"sqlite:///run{k}.db"
+        r = search("--trials", "3", "--storage", storage, "--sampler", "tpe", data=tiny_data)
+        assert r.exit_code == 0, r.output
+        runs.append([t.user_attrs["choices"] | {"w": t.params.get("width_multiple")}
+                     for t in load(storage).get_trials()])
+    assert runs[0] == runs[1]
+
+
+# ------------------------------------------------------------------------------------ several processes
+
+
+def nas_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nas.cli", *args]
+
+
+def _env():
+    env = dict(os.environ, NAS_HEARTBEAT_INTERVAL="1", NAS_GRACE_PERIOD="4", OMP_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def _pg_url() -> str:
+    pytest.importorskip("psycopg2")
+    import sqlalchemy
+
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    try:
+        sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3}).connect().close()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable ({type(e).__name__}); CI runs it")
+    return url
+
+
+def _run_two(cmd, cwd, env):
+    procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    return outs
+
+
+def _check_shared(study, n):
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert numbers == list(range(len(trials)))  # none lost, none numbered twice
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    trained = [t for t in trials if t.user_attrs.get("outcome") == "trained"]
+    assert n <= len(trained) <= n + 1  # the last two in flight may both finish
+    assert all(t.values is not None for t in trials if t.state == TrialState.COMPLETE)
+    assert len([t for t in trials if t.user_attrs.get("baseline")]) == 1
+
+
+@pytest.mark.services
+def test_two_processes_share_a_postgresql_study(workdir, tiny_data):
+    url = _pg_url()
+    name = f"nas-test-{uuid.uuid4().hex[:8]}"
+    cmd = nas_cmd("search", "--space", "space.yaml", "--budget", "10gflops", "--data", tiny_data, *TINY,
+                  "--trials", "4", "--storage", url, "--study", name, "--sampler", "random")
+    try:
+        _run_two(cmd, workdir, _env())
+        _check_shared(load(url, name), 4)
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
+
+
+def test_workers_share_a_journal_file(workdir, tiny_data):
+    cmd = nas_cmd("search", "--space", "space.yaml", "--budget", "10gflops", "--data", tiny_data, *TINY,
+                  "--trials", "4", "--storage", "journal:studies/nas.journal", "--workers", "2",
+                  "--sampler", "random")
+    r = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "started 1 more worker" in r.stderr
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend("studies/nas.journal"))
+    _check_shared(optuna.load_study(study_name="space", storage=storage), 4)
+    log = (workdir / "studies" / "space-worker1.log").read_text()
+    assert "trial" in log  # the second process did trials too
+
+
+def _wait_for(predicate, timeout=240.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting")
+
+
+def _running_and_complete(storage_url, name="space"):
+    try:
+        trials = load(storage_url, name).get_trials()
+    except Exception:  # noqa: BLE001 - the study may not exist yet
+        return None
+    running = [t for t in trials if t.state == TrialState.RUNNING and "model_yaml" in t.user_attrs]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    return (running, done) if running and done else None
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigint"])
+def test_killed_search_resumes_without_losing_trials(workdir, tiny_data, how):
+    storage = "sqlite:///studies/nas.db"
+    slow = ["--epochs", "8", "--imgsz", "64", "--batch", "4", "--seed", "0", "--no-early-stop"]
+
+    def cmd(trials: int) -> list[str]:
+        return nas_cmd("search", "--space", "space.yaml", "--budget", "10gflops", "--data", tiny_data, *slow,
+                       "--trials", str(trials), "--sampler", "random")
+
+    proc = subprocess.Popen(cmd(4), cwd=workdir, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    running, done = _wait_for(lambda: _running_and_complete(storage))
+    victim = running[0].number
+    done_numbers = {t.number for t in done}
+    trained = len([t for t in done if t.user_attrs.get("outcome") == "trained"])
+    proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    if how == "sigint":
+        assert proc.returncode == 130, out
+        assert "interrupted" in out and "Traceback" not in out
+        t = load(storage).get_trials()[victim]
+        assert t.state == TrialState.FAIL and "Ctrl-C" in t.user_attrs["fail_reason"]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert load(storage).get_trials()[victim].state == TrialState.RUNNING
+        time.sleep(5)  # past the grace period: the next run fails it through the heartbeat and retries it
+    r = subprocess.run(cmd(trained + 1), cwd=workdir, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    trials = load(storage).get_trials()
+    assert trials[victim].state == TrialState.FAIL
+    assert {t.number for t in trials if t.state == TrialState.COMPLETE} >= done_numbers  # nothing lost
+    retries = [t for t in trials if t.number > victim and t.params == trials[victim].params]
+    assert retries and retries[0].state == TrialState.COMPLETE  # the interrupted candidate ran again
