@@ -184,6 +184,7 @@ class Display:
 
     def trial_start(self, number, choices, gflops) -> None:
         self.trial_started = time.monotonic()
+        self._refresh_counts()  # the previous trial is complete (and on the front) only now
         parts = " ".join(f"{k}={v}" for k, v in choices.items())
         over = self.opts.budget.gflops is not None and gflops > self.opts.budget.gflops
         self.current = f"trial {number}: {parts} | {gflops:.2f} GFLOPs" + (" [red](over budget)[/]" if over else "")

@@ -232,9 +232,9 @@ def parse_model(d: dict, ch: list[int], source: str | None = None) -> tuple[nn.S
             args = [_eval_arg(a, nc, anchors) for a in args]
             n = n_ = max(round(n * gd), 1) if n > 1 else n
             fs = [f] if isinstance(f, int) else f
-            if not isinstance(f, int) and m is not Concat and m is not Detect:
-                if spec is None and m not in (Concat, Detect):
-                    raise NasError(f"{where}: only Concat and Detect read several layers; 'from' must be one index")
+            if not isinstance(f, int) and (spec is not None or m in CHANNEL_MODULES or
+                                           m in (nn.BatchNorm2d, Contract, Expand)):
+                raise NasError(f"{where}: {display} reads one layer; 'from' must be one index, got {f!r}")
             block_hp: dict[str, Any] = {}
 
             if spec is not None:
