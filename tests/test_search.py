@@ -298,3 +298,61 @@ def test_killed_search_resumes_without_losing_trials(workdir, tiny_data, how):
     assert {t.number for t in trials if t.state == TrialState.COMPLETE} >= done_numbers  # nothing lost
     retries = [t for t in trials if t.number > victim and t.params == trials[victim].params]
     assert retries and retries[0].state == TrialState.COMPLETE  # the interrupted candidate ran again
+
+
+# ------------------------------------------------------------------------------------------- pieces
+
+
+def _finished(study, number_gflops_history):
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    for gflops, fits in number_gflops_history:
+        history = [{"epoch": e + 1, "fitness": f} for e, f in enumerate(fits)]
+        study.add_trial(create_trial(
+            values=[fits[-1], gflops], params={"x": 0}, distributions={"x": CategoricalDistribution([0])},
+            user_attrs={"gflops": gflops, "fitness": fits[-1], "history": history, "outcome": "trained"}))
+
+
+def test_early_stop_compares_with_cheaper_finished_trials_at_the_same_epoch():
+    from nas.search import EarlyStop
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _finished(study, [(4.0, [0.01, 0.05, 0.10, 0.20]), (4.2, [0.01, 0.04, 0.12, 0.22]),
+                      (9.0, [0.02, 0.30, 0.40, 0.50])])
+    stop = EarlyStop(study, gflops=4.1, ratio=0.6, epochs=4)
+    assert not stop.should_stop({"epoch": 1, "fitness": 0.0})  # before half of the run: never
+    # at epoch 2 the cheaper-or-equal references (4.0 and 4.2 <= 4.1 x 1.05) peak at 0.05: 0.02 < 0.6 x 0.05,
+    # and 0.05 is above the noise floor
+    assert stop.should_stop({"epoch": 2, "fitness": 0.02}) and "trial 0" in stop.reason
+    assert not EarlyStop(study, 4.1, 0.6, 4).should_stop({"epoch": 3, "fitness": 0.08})  # 0.08 >= 0.6 x 0.12
+    # the 9 GFLOPs trial costs more, so it is no reference for a 4.1 GFLOPs candidate
+    assert not EarlyStop(study, 4.1, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.2})
+    # ... but it is for a 9 GFLOPs one
+    assert EarlyStop(study, 9.0, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.2})
+    # below the noise floor nothing is stopped
+    assert not EarlyStop(study, 4.1, 0.6, 4, floor=0.2).should_stop({"epoch": 2, "fitness": 0.0})
+    # a single reference is not enough
+    lone = optuna.create_study(directions=["maximize", "minimize"])
+    _finished(lone, [(4.0, [0.01, 0.05, 0.10, 0.20])])
+    assert not EarlyStop(lone, 4.1, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.0})
+
+
+def test_durations_and_worker_command():
+    from nas.budget import Budget
+    from nas.errors import NasError
+    from nas.search import SearchOptions, parse_duration, worker_command
+
+    assert parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400 and parse_duration("90") == 90
+    assert parse_duration(None) is None
+    for bad in ("soon", "-5", "2x"):
+        with pytest.raises(NasError, match="--timeout"):
+            parse_duration(bad)
+    opts = SearchOptions(space="s.yaml", budget=Budget(gflops=10.0, params=5_000_000), storage="journal:j",
+                         workers=3, early_stop=False)
+    cmd = worker_command(opts)
+    assert cmd[cmd.index("--workers") + 1] == "1" and "--worker" in cmd and "--no-early-stop" in cmd
+    from nas.budget import parse_budget
+
+    budgets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--budget"]
+    assert parse_budget(budgets) == opts.budget
