@@ -256,9 +256,9 @@ class EarlyStop:
     """Stops a proxy run whose fitness is clearly behind finished trials that cost no more.
 
     At epoch e (from half of the run on) it compares the candidate's fitness with the fitness at epoch e of
-    finished, trained trials whose GFLOPs are at most 5% above its own: if the best of them is above `floor`
-    and more than 1/ratio times better, the candidate is unlikely to reach the Pareto front and its run
-    stops. Multi-objective studies cannot prune in Optuna, so this replaces a pruner; intermediate values
+    finished, trained trials whose GFLOPs are at most its own: if the best of them is above `floor` and more
+    than 1/ratio times better, the candidate is unlikely to reach the Pareto front and its run stops. A
+    stopped trial keeps its best score so far, which that cheaper reference normally dominates. Multi-objective studies cannot prune in Optuna, so this replaces a pruner; intermediate values
     live in the `history` user attribute.
     """
 
@@ -279,7 +279,7 @@ class EarlyStop:
         mine = float(record.get("fitness", 0.0))
         refs = []
         for t in scored_trials(self.study):
-            if float(t.user_attrs.get("gflops", math.inf)) > self.gflops * 1.05:
+            if float(t.user_attrs.get("gflops", math.inf)) > self.gflops:
                 continue
             for r in t.user_attrs.get("history", []):
                 if int(r.get("epoch", -1)) == epoch:

@@ -318,16 +318,17 @@ def test_early_stop_compares_with_cheaper_finished_trials_at_the_same_epoch():
     from nas.search import EarlyStop
 
     study = optuna.create_study(directions=["maximize", "minimize"])
-    _finished(study, [(4.0, [0.01, 0.05, 0.10, 0.20]), (4.2, [0.01, 0.04, 0.12, 0.22]),
+    _finished(study, [(4.0, [0.01, 0.05, 0.10, 0.20]), (4.05, [0.01, 0.04, 0.12, 0.22]),
                       (9.0, [0.02, 0.30, 0.40, 0.50])])
     stop = EarlyStop(study, gflops=4.1, ratio=0.6, epochs=4)
     assert not stop.should_stop({"epoch": 1, "fitness": 0.0})  # before half of the run: never
-    # at epoch 2 the cheaper-or-equal references (4.0 and 4.2 <= 4.1 x 1.05) peak at 0.05: 0.02 < 0.6 x 0.05,
+    # at epoch 2 the references that cost no more (4.0 and 4.05) peak at 0.05: 0.02 < 0.6 x 0.05,
     # and 0.05 is above the noise floor
     assert stop.should_stop({"epoch": 2, "fitness": 0.02}) and "trial 0" in stop.reason
     assert not EarlyStop(study, 4.1, 0.6, 4).should_stop({"epoch": 3, "fitness": 0.08})  # 0.08 >= 0.6 x 0.12
-    # the 9 GFLOPs trial costs more, so it is no reference for a 4.1 GFLOPs candidate
+    # the 9 GFLOPs trial costs more, so it is no reference for a 4.1 GFLOPs candidate, nor 4.05 for 4.0
     assert not EarlyStop(study, 4.1, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.2})
+    assert not EarlyStop(study, 4.0, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.0})
     # ... but it is for a 9 GFLOPs one
     assert EarlyStop(study, 9.0, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.2})
     # below the noise floor nothing is stopped
