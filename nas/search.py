@@ -258,8 +258,9 @@ class EarlyStop:
     At epoch e (from half of the run on) it compares the candidate's fitness with the fitness at epoch e of
     finished, trained trials whose GFLOPs are at most its own: if the best of them is above `floor` and more
     than 1/ratio times better, the candidate is unlikely to reach the Pareto front and its run stops. A
-    stopped trial keeps its best score so far, which that cheaper reference normally dominates. Multi-objective studies cannot prune in Optuna, so this replaces a pruner; intermediate values
-    live in the `history` user attribute.
+    stopped trial keeps its best score so far, which that cheaper reference normally dominates.
+    Multi-objective studies cannot prune in Optuna, so this replaces a pruner; intermediate values live in
+    the `history` user attribute.
     """
 
     def __init__(self, study, gflops: float, ratio: float, epochs: int, floor: float = 0.02,
