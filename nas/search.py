@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nas import __version__
@@ -48,10 +49,12 @@ class SearchOptions:
     early_stop_floor: float = 0.02  # ... and that best is at least this (below it, scores are mostly noise)
     synthetic_train: int = 256
     synthetic_val: int = 64
+    sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one
 
     def proxy(self) -> dict[str, Any]:
         """The settings that make scores comparable; a study refuses to resume under different ones."""
-        return {"data": self.data or "synthetic", "epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch,
+        data = str(Path(self.data).resolve()) if self.data else "synthetic"
+        return {"data": data, "epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch,
                 "seed": self.seed,
                 "synthetic": None if self.data else [self.synthetic_train, self.synthetic_val]}
 
@@ -151,6 +154,10 @@ class Objective:
                 return self._run(trial)
         except KeyboardInterrupt:
             _safe(lambda: trial.set_user_attr("fail_reason", INTERRUPTED))
+            raise
+        except NasError as e:
+            reason = str(e)
+            _safe(lambda: trial.set_user_attr("fail_reason", reason))
             raise
 
     def _run(self, trial) -> tuple[float, float]:
@@ -338,6 +345,9 @@ def open_study(space, opts: SearchOptions):
              "points": [p.name for p in space.points], "proxy": opts.proxy(), "sampler": opts.sampler}
     study = create_or_resume(opts.storage, name, space_hash=space.hash, attrs=attrs,
                              sampler=make_sampler(opts.sampler, opts.seed))
+    n = len(study.get_trials(deepcopy=False))
+    if n or opts.sampler_seed_offset:  # a resumed study or an extra worker must not replay the first proposals
+        study.sampler = make_sampler(opts.sampler, opts.seed + n + opts.sampler_seed_offset)
     for key, label in (("budget", "--budget"), ("proxy", "proxy settings (--data/--epochs/--imgsz/--batch/--seed)")):
         stored = study.user_attrs.get(key)
         if stored is not None and stored != attrs[key]:
@@ -375,6 +385,10 @@ def resolve_search_data(opts: SearchOptions, space=None):
     else:
         spec = resolve_data(SyntheticConfig(n_train=opts.synthetic_train, n_val=opts.synthetic_val,
                                             size=opts.imgsz), opts.imgsz)
+    from nas.data import load_split
+
+    for split in ("train", "val"):  # missing or empty splits fail here, before any study is touched
+        load_split(spec, split, opts.imgsz)  # (kept in memory for the trials)
     if space is not None and space.nc is not None and space.nc != spec.nc:
         raise NasError(f"{space.path}: nc={space.nc} but the data has {spec.nc} classes ({opts.data or 'synthetic'}); "
                        f"remove nc from the space or use matching data")

@@ -154,6 +154,9 @@ def resolve_storage(url: str | None = None, *, create: bool = True) -> BaseStora
     url = normalize_url(url)
     if url.startswith("journal:"):
         return _journal_storage(url, create)
+    if url.startswith("sqlite") and sqlite_path(url) is None:
+        raise NasError(f"--storage {mask_url(url)} is an in-memory SQLite database, which loses the study when "
+                       f"the process ends; name a file, e.g. sqlite:///studies/nas.db")
     return _rdb_storage(url, create)
 
 

@@ -9,7 +9,7 @@ import click
 @click.option("--study", "study_name", default=None, help="Check this study exists and print its page.")
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
 @click.option(
     "--artifact-dir",
     default=None,

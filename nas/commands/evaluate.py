@@ -87,7 +87,13 @@ def command(
 
     def on_batch(epoch: int, i: int, nb: int) -> None:
         nonlocal printed_header
-        if not printed_header:
+        if not printed_header:  # printed once training starts, so bad input stays a single error line
+            err.print(
+                f"evaluating [bold]{model}[/] on {data or 'the synthetic dataset'}: "
+                f"{epochs} epochs, imgsz {imgsz}, batch {batch}, seed {seed}, {device}",
+                highlight=False,
+                soft_wrap=True,
+            )
             err.print(header, style="bold", highlight=False)
             printed_header = True
         progress.update(task, completed=i, total=nb, epoch=epoch)
@@ -102,12 +108,6 @@ def command(
 
     try:
         with progress:
-            err.print(
-                f"evaluating [bold]{model}[/] on {data or 'the synthetic dataset'}: "
-                f"{epochs} epochs, imgsz {imgsz}, batch {batch}, seed {seed}, {device}",
-                highlight=False,
-                soft_wrap=True,
-            )
             result = train_and_evaluate(
                 model, data, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
                 callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir,

@@ -27,9 +27,17 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
     (the unmodified base model) and the blocks chosen at each point. With no feasible trial yet, the
     candidates closest to the budget are shown instead.
     """
+    from pathlib import Path
+
+    from nas.errors import NasError
     from nas.results import front_report, plot_front
     from nas.study import load_study, mask_url
 
+    if plot_path:
+        suffix = Path(plot_path).suffix.lower()
+        if Path(plot_path).is_dir() or suffix not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+            raise NasError(f"--plot {plot_path}: name a picture file ending in .png, .pdf, .svg or .jpg, "
+                           f"e.g. --plot front.png")
     study = load_study(storage, study_name)
     report = front_report(study, mask_url(storage))
     if plot_path:

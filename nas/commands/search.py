@@ -80,6 +80,7 @@ def _run_worker(opts, space) -> None:
 
     torch.set_num_threads(int(os.environ.get("NAS_THREADS", threads_per_worker(1))))
     opts.workers = 1
+    opts.sampler_seed_offset = os.getpid()
     data_spec = resolve_search_data(opts, space)
     study = open_study(space, opts)
 
@@ -99,7 +100,8 @@ def _run_main(opts, space) -> None:
     from nas.search import open_study, resolve_search_data, run_search, threads_per_worker, worker_command
     from nas.study import mask_url, refuse_sqlite_with_workers
 
-    console = Console(stderr=True)
+    terminal = Console(stderr=True).is_terminal
+    console = Console(stderr=True, width=None if terminal else 120, soft_wrap=not terminal)
     refuse_sqlite_with_workers(opts.storage, opts.workers)
     with console.status("preparing the data set..."):
         data_spec = resolve_search_data(opts, space)
@@ -190,6 +192,7 @@ class Display:
         self.current = f"trial {number}: {parts} | {gflops:.2f} GFLOPs" + (" [red](over budget)[/]" if over else "")
         self.epoch, self.batch = (0, self.opts.epochs), (0, 0)
         if self._live is None:
+            self.console.print(self.status_line(), highlight=False)
             self.console.print(self.current)
         self._update()
 
@@ -219,8 +222,6 @@ class Display:
             note += f" ({attrs.get('fail_reason', '')})"
         self.console.print(f"{self.current.split(' | ')[0]} -> [bold]{outcome}[/]{note}")
         self._refresh_counts()
-        if self._live is None:
-            self.console.print(self.status_line(), highlight=False)
         self._update()
 
     def _update(self) -> None:
@@ -275,7 +276,8 @@ def _report(summary, opts) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    terminal = Console().is_terminal
+    console = Console(width=None if terminal else 120, soft_wrap=not terminal)
     console.print(f"[bold]{summary.study}[/]: {summary.trained} trained ({summary.stopped_early} stopped early), "
                   f"{summary.rejected} rejected over budget, {summary.reused} reused, {summary.failed} failed"
                   + (f"; {summary.stopped_reason}" if summary.stopped_reason else ""))
