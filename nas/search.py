@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class SearchOptions:
     synthetic_train: int = 256
     synthetic_val: int = 64
     sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one
+    run_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{time.time()}")
 
     def proxy(self) -> dict[str, Any]:
         """The settings that make scores comparable; a study refuses to resume under different ones."""
@@ -340,11 +342,13 @@ def open_study(space, opts: SearchOptions):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     refuse_sqlite_with_workers(opts.storage, opts.workers)
     name = opts.study or space.name
-    attrs = {"space_path": str(opts.space), "base": space.base, "imgsz": list(space.imgsz),
+    attrs = {"created_by": opts.run_id,
+             "space_path": str(opts.space), "base": space.base, "imgsz": list(space.imgsz),
              "budget": opts.budget.to_attr(), "nas_version": __version__,
              "points": [p.name for p in space.points], "proxy": opts.proxy(), "sampler": opts.sampler}
     study = create_or_resume(opts.storage, name, space_hash=space.hash, attrs=attrs,
                              sampler=make_sampler(opts.sampler, opts.seed))
+
     n = len(study.get_trials(deepcopy=False))
     if n or opts.sampler_seed_offset:  # a resumed study or an extra worker must not replay the first proposals
         study.sampler = make_sampler(opts.sampler, opts.seed + n + opts.sampler_seed_offset)
@@ -356,13 +360,20 @@ def open_study(space, opts: SearchOptions):
     return study
 
 
-def enqueue_start(study, space) -> None:
-    """Baseline first; then re-run candidates a Ctrl-C interrupted (once each)."""
+def enqueue_start(study, space, run_id: str | None = None) -> None:
+    """Baseline first; then re-run candidates a Ctrl-C interrupted (once each).
+
+    Only the process that created the study enqueues the baseline at once: several workers may start on a
+    brand-new study together, and a joining worker waits briefly for the creator instead.
+    """
     from optuna.trial import TrialState
 
     from nas.space import baseline, trial_params
 
     trials = study.get_trials(deepcopy=False)
+    if not trials and run_id is not None and study.user_attrs.get("created_by") != run_id:
+        time.sleep(3.0)  # a worker that joined a brand-new study: give its creator time to enqueue
+        trials = study.get_trials(deepcopy=False)
     if not trials:
         study.enqueue_trial(trial_params(space, baseline(space)), user_attrs={"baseline": True})
         return
@@ -410,7 +421,7 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     data_spec = data_spec or resolve_search_data(opts, space)
     study = study or open_study(space, opts)
     store = artifact_store(opts.storage)
-    enqueue_start(study, space)
+    enqueue_start(study, space, opts.run_id)
     objective = Objective(space, opts, data_spec, store, progress)
     summary = Summary(study.study_name, mask_url(opts.storage))
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
