@@ -131,9 +131,8 @@ def _completed(study) -> list:
 
 
 def scored_trials(study) -> list:
-    """Complete trials that were trained here (not rejected, not reused)."""
-    return [t for t in _completed(study) if "fitness" in t.user_attrs and not t.user_attrs.get("over_budget")
-            and "reused_from" not in t.user_attrs]
+    """Complete trials that were trained (to the end or stopped early), not rejected or reused."""
+    return [t for t in _completed(study) if t.user_attrs.get("outcome") in ("trained", "stopped")]
 
 
 class Objective:

@@ -66,13 +66,14 @@ class Hyp:
     cls: float = 0.5
     obj: float = 1.0
     anchor_t: float = 4.0
-    fliplr: float = 0.5
-    hsv_h: float = 0.015
-    hsv_s: float = 0.7
-    hsv_v: float = 0.4
-    mosaic: float = 0.0
-    scale: float = 0.0
-    translate: float = 0.0
+    # augmentation: the defaults live in nas.data.Augment, which these feed
+    fliplr: float = Augment.fliplr
+    hsv_h: float = Augment.hsv_h
+    hsv_s: float = Augment.hsv_s
+    hsv_v: float = Augment.hsv_v
+    mosaic: float = Augment.mosaic
+    scale: float = Augment.scale
+    translate: float = Augment.translate
     conf_thres: float = 0.001
     iou_thres: float = 0.6
     max_det: int = 300
