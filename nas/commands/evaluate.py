@@ -81,6 +81,7 @@ def command(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # on a pipe the bar would only leave a blank line before any error
     )
     task = progress.add_task("train", total=None, epoch=0, epochs=epochs)
     printed_header = False
