@@ -23,9 +23,11 @@ from pathlib import Path
 import optuna
 
 from nas.budget import Budget
-from nas.search import Objective, SearchOptions, make_sampler, resolve_search_data
-from nas.space import load_space, predict_cost, render, sample
-from nas.study import artifact_store
+from nas.cost import predict_cost
+from nas.samplers import make_sampler
+from nas.search import Objective, SearchOptions, resolve_search_data
+from nas.space import load_space, render, sample
+from nas.storage import artifact_store
 
 ROOT = Path(__file__).resolve().parents[1]
 NECK = ROOT / "search_spaces" / "neck.yaml"

@@ -9,10 +9,13 @@ op's defaults num_heads=8, n_win=7, topk=4, side_dwconv=3.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from blocks.registry import BlockError, divides, int_in, register
 
 
 def region_grid(size: int, n_win: int) -> tuple[int, int]:
@@ -22,6 +25,28 @@ def region_grid(size: int, n_win: int) -> tuple[int, int]:
     return math.ceil(size / side), side
 
 
+HEADS = [1, 2, 4, 8]
+
+
+def check(channels: int, hp: dict[str, Any]) -> None:
+    """num_heads divides the channels; n_win 1..64; topk 1..n_win²; side_dwconv 0 or odd."""
+    int_in("BiFormer", "num_heads", hp["num_heads"], 1, channels, examples=HEADS)
+    divides("BiFormer", "num_heads", hp["num_heads"], channels, HEADS)
+    int_in("BiFormer", "n_win", hp["n_win"], 1, 64, examples=[4, 7, 8])
+    n = hp["n_win"]
+    int_in("BiFormer", "topk", hp["topk"], 1, examples=[1, 4, 16])
+    if hp["topk"] > n * n:
+        raise BlockError(f"BiFormer: topk={hp['topk']} routes to more regions than the n_win*n_win={n * n} "
+                         f"that exist; use topk <= {n * n} or a larger n_win")
+    s = hp["side_dwconv"]
+    int_in("BiFormer", "side_dwconv", s, 0, 31, examples=[0, 3, 5])
+    if s > 0 and s % 2 == 0:
+        raise BlockError(f"BiFormer: side_dwconv={s} must be 0 (no LePE) or odd; use {s - 1} or {s + 1}")
+
+
+@register("BiFormer", check=check, aliases=["BiLevelRoutingAttention", "BiLevelRoutingAttention_nchw", "BRA"],
+          choices={"num_heads": HEADS, "n_win": [4, 7, 8], "topk": [1, 2, 4, 8, 16], "side_dwconv": [0, 3, 5]},
+          summary="Bi-level Routing Attention (Zhu et al., CVPR 2023): top-k region routing + token attention")
 class BiFormer(nn.Module):
     """Bi-level routing attention, NCHW in and out.
 

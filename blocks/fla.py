@@ -9,17 +9,36 @@ the models' qkv_bias=True and PVT-v2's weight initialisation.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from blocks._common import full_precision
+from blocks.registry import BlockError, divides, int_in, register
 
 #: side of the learned positional-encoding grid: the official sr_ratio=1 setting (PVT stage 4 at 224 px,
 #: and Swin's 7x7 windows) learns a 7x7 = 49-token encoding; here it is resampled to any H x W.
 POS_REF = 7
 
 
+HEADS = [1, 2, 4, 8]
+
+
+def check(channels: int, hp: dict[str, Any]) -> None:
+    """num_heads divides the channels; focusing_factor in [1, 8]; kernel_size odd, 1..31."""
+    int_in("FLA", "num_heads", hp["num_heads"], 1, channels, examples=HEADS)
+    divides("FLA", "num_heads", hp["num_heads"], channels, HEADS)
+    p = hp["focusing_factor"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 1 <= p <= 8:
+        raise BlockError(f"FLA: focusing_factor={p!r} must be a number between 1 and 8 (the paper uses 3)")
+    int_in("FLA", "kernel_size", hp["kernel_size"], 1, 31, odd=True, examples=[3, 5, 7])
+
+
+@register("FLA", choices={"num_heads": HEADS, "focusing_factor": [2, 3, 4], "kernel_size": [3, 5, 7]},
+          check=check, aliases=["FocusedLinearAttention"],
+          summary="Focused Linear Attention (Han et al., ICCV 2023): global linear attention + DWC")
 class FLA(nn.Module):
     """Focused linear attention over all H*W pixels, NCHW in and out, plus the depthwise-conv rank restorer.
 

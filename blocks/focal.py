@@ -7,10 +7,28 @@ focal_window=3, focal_factor=2, with FocalNet's weight initialisation.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from blocks.registry import BlockError, int_in, register
 
+
+def check(channels: int, hp: dict[str, Any]) -> None:
+    """focal_level 1..8; focal_window odd 1..31; focal_factor even 0..8 (every focal kernel stays odd)."""
+    int_in("FocalModulation", "focal_level", hp["focal_level"], 1, 8, examples=[1, 2, 3])
+    int_in("FocalModulation", "focal_window", hp["focal_window"], 1, 31, odd=True, examples=[3, 5, 7])
+    f = hp["focal_factor"]
+    int_in("FocalModulation", "focal_factor", f, 0, 8, examples=[2])
+    if f % 2:
+        raise BlockError(f"FocalModulation: focal_factor={f} must be even so every focal kernel stays odd; "
+                         f"use {f - 1} or {f + 1}")
+
+
+@register("FocalModulation", check=check, aliases=["FocalModulation"],
+          choices={"focal_level": [1, 2, 3], "focal_window": [3, 5, 7], "focal_factor": [2]},
+          summary="Focal Modulation (Yang et al., NeurIPS 2022): gated multi-level context; can replace SPPF")
 class FocalModulation(nn.Module):
     """Focal modulation, NCHW in, (N, c2, H, W) out, so it can also replace SPPF (c1 -> c2).
 

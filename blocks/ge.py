@@ -11,10 +11,13 @@ between them, then nearest-neighbour upsampling of the gate.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from blocks.registry import BlockError, boolean, is_int, register
 
 #: side of the learned kernel of the parametric global gather (ResNet-50's conv5 map, where GE-θ's
 #: official kernel is 7x7); it is resampled to each input's size, see GlobalDepthwiseGather.
@@ -62,6 +65,18 @@ class GlobalDepthwiseGather(nn.Module):
         return torch.einsum("bchw,chw->bc", x, weight[:, 0].to(x.dtype))[:, :, None, None]
 
 
+def check(channels: int, hp: dict[str, Any]) -> None:
+    """extent: 'global', 2, 4 or 8; param_gather and excite_mlp: booleans."""
+    e = hp["extent"]
+    if not (e == "global" or (is_int(e) and e in (2, 4, 8))):
+        raise BlockError(f"GE: extent={e!r} is not supported; use 'global', 2, 4 or 8")
+    boolean("GE", "param_gather", hp["param_gather"])
+    boolean("GE", "excite_mlp", hp["excite_mlp"])
+
+
+@register("GE", choices={"extent": ["global", 2, 4, 8], "param_gather": [False, True], "excite_mlp": [False, True]},
+          check=check, aliases=["GatherExcite"],
+          summary="Gather-Excite (Hu et al., NeurIPS 2018): GE-θ⁻ / GE-θ / GE-θ+ context gate")
 class GE(nn.Module):
     """Gather-Excite: gate every channel and position by a sigmoid of context gathered over `extent`.
 

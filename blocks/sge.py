@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from blocks._common import full_precision
+from blocks.registry import divides, int_in, register
+
+GROUPS = [4, 8, 16, 32, 64]
 
 
+def check(channels: int, hp: dict[str, Any]) -> None:
+    """groups: an integer dividing the channels."""
+    int_in("SGE", "groups", hp["groups"], 1, channels, examples=[8, 16])
+    divides("SGE", "groups", hp["groups"], channels, GROUPS)
+
+
+@register("SGE", choices={"groups": GROUPS}, check=check, aliases=["SpatialGroupEnhance"],
+          # the blog registration passes the channel count where `groups` goes: groups == channels
+          alias_defaults={"SpatialGroupEnhance": lambda channels: {"groups": channels}},
+          summary="Spatial Group-wise Enhance (Li et al. 2019): per-group spatial gate, 2*groups params")
 class SGE(nn.Module):
     """Spatial Group-wise Enhance: per group, scale every position by how well it matches the group's mean.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -11,7 +12,14 @@ from nas.errors import NasError
 
 
 class NasGroup(click.Group):
-    """Turns a NasError anywhere below into one line on stderr and exit code 2 (no traceback)."""
+    """Turns a NasError or a click usage error (unknown option, bad choice, out of range) anywhere below into
+    one line on stderr and exit code 2, no traceback and no usage block."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            _usage_error(e)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -19,6 +27,16 @@ class NasGroup(click.Group):
         except NasError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:
+            _usage_error(e)
+
+
+def _usage_error(e: click.UsageError) -> NoReturn:
+    """`error: nas search: No such option: --trails (Possible options: --trials); see nas search --help`."""
+    where = e.ctx.command_path if e.ctx is not None else "nas"
+    message = " ".join(e.format_message().split()).rstrip(".")
+    click.echo(f"error: {where}: {message}; see {where} --help", err=True)
+    sys.exit(2)
 
 
 @click.group(cls=NasGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -9,18 +9,23 @@ included), so users can compare with numbers from YOLOv5 logs.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas.model import DetectionModel, build_model, parse_imgsz
+from nas.errors import NasError
+from nas.model import DetectionModel, build_model, layer_inputs, parse_imgsz, source_index
 from nas.model.yolo import meta_fast_norms
+
+if TYPE_CHECKING:
+    from nas.space import Architecture, Space
 
 
 @dataclass
@@ -77,8 +82,7 @@ def count(model: str | Path | dict | DetectionModel, imgsz: int | str | tuple[in
             x: Any = torch.empty(1, m.yaml.get("ch", 3), h, w, device="meta")
             before = 0
             for layer, info in zip(m.model, m.layers_info):
-                if layer.f != -1:
-                    x = y[layer.f] if isinstance(layer.f, int) else [x if j == -1 else y[j] for j in layer.f]
+                x = layer_inputs(layer.f, x, y)
                 x = layer(x)
                 y.append(x if layer.i in m.save else None)
                 if per_layer:
@@ -129,4 +133,154 @@ def thop_gflops(model: str | Path | dict | DetectionModel, imgsz: int | str | tu
     return float(macs) * 2 / 1e9 * (h / s) * (w / s)
 
 
-__all__ = ["Cost", "LayerCost", "count", "module_flops", "thop_gflops"]
+def at_multiples(cfg: dict, gd: float, gw: float, imgsz: int | str | tuple[int, int], per_layer: bool = False) -> Cost:
+    """The cost of a base model dict at the given depth and width multiples."""
+    return count(dict(cfg, depth_multiple=gd, width_multiple=gw), imgsz, per_layer=per_layer)
+
+
+# ---------------------------------------------------------------------------- per-slot costs of a space
+# Costs are additive over points (a block never changes the shapes around it), so one count of the base and
+# one count per block give the exact cost of every architecture of a space.
+
+
+@dataclass
+class SlotCost:
+    """What one block choice (with one hyperparameter setting) adds at one point."""
+
+    point: str
+    block: str
+    hyperparameters: dict[str, Any]
+    params: int
+    flops: float
+    shape: tuple[int, int, int]  # C, H, W of the feature map at the point
+
+
+def slot_costs(space: Space, gd: float, gw: float) -> list[SlotCost]:
+    """Exact params/FLOPs deltas of every choice at every point, at the given multiples and space.imgsz."""
+    import blocks
+    from nas.space import block_configs
+
+    base = at_multiples(space.base_cfg, gd, gw, space.imgsz, per_layer=True)
+    rows = space.base_cfg["backbone"] + space.base_cfg["head"]
+    out = []
+    for p in space.points:
+        layer = base.layers[p.layer]
+        if p.kind == "insert":
+            shape = layer.out_shape
+            c2 = None
+            minus_params, minus_flops = 0, 0.0
+        else:
+            shape = base.layers[source_index(rows[p.layer][0], p.layer)].out_shape
+            c2 = layer.out_shape[1]
+            minus_params, minus_flops = layer.params, layer.flops
+        for b in p.blocks:
+            if b == p.empty:
+                out.append(SlotCost(p.name, b, {}, 0, 0.0, tuple(shape[1:])))
+                continue
+            for hp in block_configs(p, b):
+                with torch.device("meta"):
+                    module = blocks.build(b, shape[1], c2=c2, **hp)
+                params = sum(t.numel() for t in module.parameters())
+                flops = module_flops(module, tuple(shape))
+                out.append(SlotCost(p.name, b, hp, params - minus_params, flops - minus_flops, tuple(shape[1:])))
+    return out
+
+
+_COST_TABLES: dict[tuple[str, float, float], tuple[int, float, list[SlotCost]]] = {}
+
+
+def cost_table(space: Space, gd: float, gw: float) -> tuple[int, float, list[SlotCost]]:
+    """(base params, base FLOPs, slot costs) at the given multiples, computed once per space and multiples."""
+    key = (space.hash, gd, gw)
+    if key not in _COST_TABLES:
+        base = at_multiples(space.base_cfg, gd, gw, space.imgsz)
+        _COST_TABLES[key] = (base.params, base.flops, slot_costs(space, gd, gw))
+    return _COST_TABLES[key]
+
+
+def predict_cost(space: Space, arch: Architecture) -> tuple[int, float]:
+    """(params, FLOPs) of an architecture: the base's cost plus each point's exact delta."""
+    params, flops, slots = cost_table(space, arch.depth_multiple, arch.width_multiple)
+    for p in space.points:
+        choice = arch.choices[p.name]
+        hp = {k: v for k, v in choice.items() if k != "block"}
+        match = [s for s in slots if s.point == p.name and s.block == choice["block"] and s.hyperparameters == hp]
+        if not match:
+            raise NasError(f"{space.path}: point {p.name!r}: {arch.short()[p.name]} is not a choice of this space")
+        params += match[0].params
+        flops += match[0].flops
+    return params, flops
+
+
+@dataclass
+class SpaceCost:
+    """The cost range of a space at one pair of multiples: base, smallest and largest architecture, slots."""
+
+    depth_multiple: float
+    width_multiple: float
+    base_gflops: float
+    base_params: int
+    min_gflops: float
+    min_params: int
+    max_gflops: float
+    max_params: int
+    slots: list[SlotCost]
+
+
+def space_costs(space: Space) -> list[SpaceCost]:
+    """Per pair of multiples: what the base costs and the cheapest and dearest choice at every point add."""
+    out = []
+    for gd, gw in itertools.product(space.depth_multiple, space.width_multiple):
+        base_params, base_flops, slots = cost_table(space, gd, gw)
+        lo_f = hi_f = base_flops
+        lo_p = hi_p = base_params
+        for p in space.points:
+            mine = [s for s in slots if s.point == p.name]
+            lo = min(mine, key=lambda s: (s.flops, s.params))
+            hi = max(mine, key=lambda s: (s.flops, s.params))
+            lo_f, lo_p, hi_f, hi_p = lo_f + lo.flops, lo_p + lo.params, hi_f + hi.flops, hi_p + hi.params
+        out.append(SpaceCost(gd, gw, base_flops / 1e9, base_params, lo_f / 1e9, lo_p, hi_f / 1e9, hi_p, slots))
+    return out
+
+
+# ------------------------------------------------------------------------------------- one block alone
+
+
+@dataclass
+class BlockCost:
+    """One block at its defaults on one feature map (`nas blocks`)."""
+
+    block: str
+    hyperparameters: dict[str, Any]
+    params: int
+    gflops: float
+    changes_channels: bool
+    summary: str
+
+
+def block_costs(channels: int, h: int, w: int) -> list[BlockCost]:
+    """Every registered block at its defaults, after a YOLOv5 3x3 Conv of the same width for reference:
+    params and GFLOPs of one forward on a (1, channels, h, w) feature map."""
+    import blocks
+    from nas.model.common import Conv
+
+    shape = (1, channels, h, w)
+    with torch.device("meta"):
+        conv = Conv(channels, channels, 3, 1)
+    rows = [BlockCost("Conv", {"k": 3, "s": 1}, sum(p.numel() for p in conv.parameters()),
+                      module_flops(conv.eval(), shape) / 1e9, True,
+                      "YOLOv5 Conv (3x3 conv, BN, SiLU) of the same width, for reference")]
+    for name, spec in blocks.REGISTRY.items():
+        try:
+            hp = blocks.yaml_hyperparameters(name, channels, [])
+            with torch.device("meta"):
+                m = blocks.build(name, channels, **hp)
+        except blocks.BlockError as e:
+            raise NasError(f"--channels {channels}: {e}") from None
+        rows.append(BlockCost(name, hp, sum(p.numel() for p in m.parameters()), module_flops(m.eval(), shape) / 1e9,
+                              spec.changes_channels, spec.summary))
+    return rows
+
+
+__all__ = ["BlockCost", "Cost", "LayerCost", "SlotCost", "SpaceCost", "at_multiples", "block_costs", "cost_table",
+           "count", "module_flops", "predict_cost", "slot_costs", "space_costs", "thop_gflops"]

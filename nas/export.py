@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from nas import __version__
 from nas.errors import NasError
-from nas.results import select_trial, trial_fitness, trial_gflops
+from nas.pareto import select_trial
+from nas.record import read, read_study
 
 if TYPE_CHECKING:
     import optuna
@@ -38,11 +39,11 @@ def trial_model_yaml(
     study: optuna.Study, t: FrozenTrial, store: FileSystemArtifactStore | None = None
 ) -> str:
     """The trial's rendered model YAML: the `model_yaml` user attr, else its model YAML artifact."""
-    text = t.user_attrs.get("model_yaml")
-    if isinstance(text, str) and text.strip():
+    text = read(t).model_yaml
+    if text and text.strip():
         return text
     if store is not None:
-        from nas.study import read_model_yaml
+        from nas.storage import read_model_yaml
 
         text = read_model_yaml(study, t, store)
         if text:
@@ -55,11 +56,9 @@ def trial_model_yaml(
 
 def study_imgsz(study: optuna.Study) -> tuple[int, int]:
     """The (h, w) the study counted GFLOPs at."""
-    imgsz = study.user_attrs.get("imgsz")
-    if isinstance(imgsz, int):
-        return imgsz, imgsz
-    if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(isinstance(v, int) for v in imgsz):
-        return int(imgsz[0]), int(imgsz[1])
+    imgsz = read_study(study).imgsz
+    if imgsz is not None:
+        return imgsz
     raise NasError(
         f"study {study.study_name!r} has no imgsz user attr ([h, w]); it was not created by `nas search`"
     )
@@ -89,8 +88,9 @@ def round_trip(study: optuna.Study, t: FrozenTrial, text: str) -> tuple[dict[str
     imgsz = study_imgsz(study)
     cost = count(model, imgsz=imgsz)
     params, gflops = int(cost.params), float(cost.gflops)
-    want_params = t.user_attrs.get("params")
-    want_gflops = t.user_attrs.get("gflops", trial_gflops(t))
+    r = read(t)
+    want_params = r.params
+    want_gflops = r.gflops if r.gflops is not None else r.objective_gflops
     if want_params is None or want_gflops is None:
         raise NasError(
             f"{where} records no params/gflops to check the rebuilt model against; refusing to export"
@@ -110,27 +110,26 @@ def round_trip(study: optuna.Study, t: FrozenTrial, text: str) -> tuple[dict[str
 
 def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out: Path) -> str:
     """The comment lines heading an exported YAML."""
-    attrs, sattrs = t.user_attrs, study.user_attrs
+    r, sr = read(t), read_study(study)
     h, w = study_imgsz(study)
 
-    def num(key: str) -> str:
-        value = attrs.get(key)
+    def num(value: float | None) -> str:
         return "-" if value is None else f"{float(value):.6f}"
 
-    fitness = trial_fitness(t)
+    fitness = r.objective_fitness
     name = out.name
     lines = [
         "# nas export-best: a YOLOv5 model YAML (ultralytics v7.0 format) found by architecture search",
         f"# study: {study.study_name}",
         f"# trial: {t.number}",
-        f"# space_hash: {sattrs.get('space_hash', '-')}",
+        f"# space_hash: {sr.space_hash or '-'}",
         f"# fitness: {'-' if fitness is None else f'{fitness:.6f}'}",
-        f"# mAP50: {num('mAP50')}",
-        f"# mAP50-95: {num('mAP50-95')}",
+        f"# mAP50: {num(r.mAP50)}",
+        f"# mAP50-95: {num(r.mAP50_95)}",
         f"# GFLOPs: {gflops:.6f}",
         f"# params: {params}",
         f"# imgsz: {h}x{w}",
-        f"# nas_version: {sattrs.get('nas_version', '-')} (exported by nas {__version__})",
+        f"# nas_version: {sr.nas_version or '-'} (exported by nas {__version__})",
         f"# train: nas evaluate {name} | in a YOLOv5 checkout: "
         f"python -m nas.yolov5_register train.py --cfg {name} "
         f"--data DATA.yaml --weights '' --img {max(h, w)}",
@@ -174,4 +173,4 @@ def export_best(
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise NasError(f"cannot write --out {out}: {e.strerror or e}; choose a writable path") from None
-    return Export(out, t.number, trial_fitness(t), gflops, params, study_imgsz(study), body)
+    return Export(out, t.number, read(t).objective_fitness, gflops, params, study_imgsz(study), body)

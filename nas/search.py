@@ -21,10 +21,24 @@ from typing import Any
 
 from nas import __version__
 from nas.budget import Budget
+from nas.early_stop import EarlyStop
 from nas.errors import NasError
+from nas.pareto import count_outcomes, pareto_front, scored_trials
+from nas.record import (
+    INTERRUPTED,
+    CandidateFailed,
+    Outcome,
+    StudyRecord,
+    TrialRecord,
+    enqueue_attrs,
+    read,
+    read_study,
+    study_attrs,
+    write,
+)
+from nas.samplers import check_sampler, make_sampler
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
-INTERRUPTED = "interrupted by the user (Ctrl-C)"
+CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
 
 
 @dataclass
@@ -68,7 +82,7 @@ class Progress:
     trial_start: Callable[[int, dict[str, str], float], None] | None = None  # number, choices, GFLOPs
     epoch_end: Callable[[int, dict], None] | None = None  # number, epoch record
     batch_end: Callable[[int, int, int], None] | None = None  # epoch, batch, batches per epoch
-    trial_end: Callable[[int, str, dict], None] | None = None  # number, outcome, user attrs
+    trial_end: Callable[[int, str, TrialRecord], None] | None = None  # number, outcome, record
 
 
 @dataclass
@@ -103,38 +117,6 @@ def parse_duration(text: str | None) -> float | None:
     return value
 
 
-def make_sampler(name: str, seed: int | None):
-    """The Optuna sampler for --sampler; all of them read the constraints set with trial.set_constraint."""
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
-        if name == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
-        if name == "gp":
-            try:
-                import scipy  # noqa: F401
-            except ImportError:
-                raise NasError("--sampler gp needs scipy: pip install scipy") from None
-            return optuna.samplers.GPSampler(seed=seed)
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-    raise NasError(f"--sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")
-
-
-def _completed(study) -> list:
-    from optuna.trial import TrialState
-
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-
-
-def scored_trials(study) -> list:
-    """Complete trials that were trained (to the end or stopped early), not rejected or reused."""
-    return [t for t in _completed(study) if t.user_attrs.get("outcome") in ("trained", "stopped")]
-
-
 class Objective:
     """One call = one candidate: sample, render, gate on the budget, dedup, train, record."""
 
@@ -148,23 +130,24 @@ class Objective:
         self.nc = space.nc or (data_spec.nc if data_spec is not None else None)
 
     def __call__(self, trial) -> tuple[float, float]:
-        from nas.study import trial_heartbeat
+        from nas.storage import trial_heartbeat
 
+        write(trial, host=socket.gethostname(), pid=os.getpid())  # a later run fails it at once if we die
         try:
             with trial_heartbeat(trial):
                 return self._run(trial)
         except KeyboardInterrupt:
-            _safe(lambda: trial.set_user_attr("fail_reason", INTERRUPTED))
+            _safe(lambda: write(trial, fail_reason=INTERRUPTED))
             raise
         except NasError as e:
             reason = str(e)
-            _safe(lambda: trial.set_user_attr("fail_reason", reason))
+            _safe(lambda: write(trial, fail_reason=reason))
             raise
 
     def _run(self, trial) -> tuple[float, float]:
         from nas.cost import count
         from nas.space import model_hash, render, sample, to_yaml
-        from nas.study import save_model_yaml
+        from nas.storage import save_model_yaml
         from nas.train import train_and_evaluate
 
         space, opts = self.space, self.opts
@@ -176,32 +159,31 @@ class Objective:
         cost = count(cfg, space.imgsz)
         gflops, params = cost.gflops, cost.params
         short = arch.short()
-        is_baseline = bool(trial.user_attrs.get("baseline"))  # set when enqueued first
-        attrs = {"choices": short, "arch": arch.to_dict(), "model_hash": mhash, "gflops": round(gflops, 6),
-                 "params": params, "seed": opts.seed, "baseline": is_baseline}
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+        is_baseline = read(trial).baseline  # set when enqueued first
+        write(trial, choices=short, arch=arch.to_dict(), model_hash=mhash, gflops=round(gflops, 6), params=params,
+              seed=opts.seed, baseline=is_baseline)
         for key, value in opts.budget.violations(gflops, params).items():
             trial.set_constraint(key, value)
         if self.progress.trial_start:
             self.progress.trial_start(trial.number, short, gflops)
 
         if opts.budget.exceeded(gflops, params):
-            trial.set_user_attr("over_budget", True)
-            self._end(trial, "rejected")
+            write(trial, over_budget=True)
+            self._end(trial, Outcome.REJECTED)
             return 0.0, gflops
 
         twin = self._scored_twin(trial.study, mhash, trial.number)
         if twin is not None:
-            for key in ("fitness", "mAP50", "mAP50-95", "history", "wall_time"):
-                if key in twin.user_attrs:
-                    trial.set_user_attr(key, twin.user_attrs[key])
-            trial.set_user_attr("reused_from", twin.number)
-            self._end(trial, "reused")
-            return float(twin.user_attrs["fitness"]), gflops
+            write(trial, **{k: getattr(twin, k) for k in ("fitness", "mAP50", "mAP50_95", "history", "wall_time")
+                            if getattr(twin, k) not in (None, [])}, reused_from=twin.number)
+            self._end(trial, Outcome.REUSED)
+            return float(twin.fitness), gflops
 
+        if not self._claim_slot(trial):
+            trial.study.stop()
+            raise _no_slot(f"--trials {opts.trials}: other workers trained the last candidates")
         text = to_yaml(cfg)
-        trial.set_user_attr("model_yaml", text)
+        write(trial, model_yaml=text)
         _safe(lambda: save_model_yaml(trial.study, trial, text, self.store))
 
         stopper = EarlyStop(trial.study, gflops, opts.early_stop_ratio, opts.epochs, opts.early_stop_floor) \
@@ -211,7 +193,7 @@ class Objective:
             if self.progress.epoch_end:
                 self.progress.epoch_end(trial.number, record)
             if stopper is not None and stopper.should_stop(record):
-                trial.set_user_attr("stopped_early", {"epoch": record["epoch"], "reason": stopper.reason})
+                write(trial, stopped_early={"epoch": record["epoch"], "reason": stopper.reason})
                 return False
             return True
 
@@ -219,34 +201,63 @@ class Objective:
                                     batch=opts.batch, seed=opts.seed, device=opts.device, callback=on_epoch,
                                     batch_callback=self.progress.batch_end)
         history = [_round_record(r) for r in result.history]
-        trial.set_user_attr("history", history)
-        trial.set_user_attr("wall_time", round(result.wall_time, 3))
-        if result.status == "failed":
-            trial.set_user_attr("fail_reason", result.reason)
-            self._end(trial, "failed")
-            raise CandidateError(result.reason)
-        for key, value in (("fitness", result.fitness), ("mAP50", result.mAP50), ("mAP50-95", result.mAP50_95)):
-            trial.set_user_attr(key, float(value))
-        self._end(trial, "stopped" if result.status == "stopped" else "trained")
+        write(trial, history=history, wall_time=round(result.wall_time, 3))
+        if result.status == Outcome.FAILED:
+            write(trial, fail_reason=result.reason)
+            self._end(trial, Outcome.FAILED)
+            raise CandidateFailed(result.reason)
+        write(trial, fitness=float(result.fitness), mAP50=float(result.mAP50), mAP50_95=float(result.mAP50_95))
+        self._end(trial, Outcome.STOPPED if result.status == Outcome.STOPPED else Outcome.TRAINED)
         if not math.isfinite(result.fitness):
-            raise CandidateError("non-finite fitness")
+            raise CandidateFailed("non-finite fitness")
         return float(result.fitness), gflops
 
     def _scored_twin(self, study, mhash: str, number: int):
-        for t in _completed(study):
-            if t.number != number and t.user_attrs.get("model_hash") == mhash and "fitness" in t.user_attrs \
-                    and not t.user_attrs.get("stopped_early"):
-                return t
+        """The record of a complete trial that scored the same rendered model to the end, if any."""
+        for t in study.get_trials(deepcopy=False):
+            r = read(t)
+            if r.complete and r.number != number and r.model_hash == mhash and r.fitness is not None \
+                    and not r.stopped_early:
+                return r
         return None
 
-    def _end(self, trial, outcome: str) -> None:
-        trial.set_user_attr("outcome", outcome)
+    def _claim_slot(self, trial) -> bool:
+        """Claim one of the --trials training slots in the storage before training; False when all are done.
+
+        Every claimant writes its claim first and then counts the claims of lower-numbered trials that are
+        scored or still running, so of several workers claiming at once only those within --trials go on. When
+        every slot is held by a running trial, it waits: for a slot to free up (that trial failed) or for all
+        of them to be scored.
+        """
+        from nas.storage import fail_dead_trials, fail_stale_trials
+
+        write(trial, claimed=True)
+        while True:
+            scored = running = 0
+            for t in trial.study.get_trials(deepcopy=False):
+                r = read(t)
+                if r.number < trial.number and r.claimed:
+                    scored += r.scored
+                    running += r.state == "RUNNING"
+            if scored + running < self.opts.trials:
+                return True
+            if scored >= self.opts.trials:
+                return False
+            time.sleep(CLAIM_POLL)
+            fail_dead_trials(trial.study, one_process=False)  # a dead claimant frees its slot
+            fail_stale_trials(trial.study)
+
+    def _end(self, trial, outcome: Outcome) -> None:
+        write(trial, outcome=outcome)
         if self.progress.trial_end:
-            self.progress.trial_end(trial.number, outcome, dict(trial.user_attrs))
+            self.progress.trial_end(trial.number, outcome.value, read(trial))
 
 
-class CandidateError(Exception):
-    """A candidate's proxy run failed (NaN loss, an exception, out of memory); the search goes on."""
+def _no_slot(reason: str) -> Exception:
+    """The exception that ends a trial without a score (PRUNED) when no training slot is left."""
+    import optuna
+
+    return optuna.TrialPruned(reason)
 
 
 def _safe(fn: Callable[[], Any]) -> None:
@@ -260,55 +271,12 @@ def _round_record(r: dict) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
 
 
-class EarlyStop:
-    """Stops a proxy run whose fitness is clearly behind finished trials that cost no more.
-
-    At epoch e (from half of the run on) it compares the candidate's fitness with the fitness at epoch e of
-    finished, trained trials whose GFLOPs are at most its own: if the best of them is above `floor` and more
-    than 1/ratio times better, the candidate is unlikely to reach the Pareto front and its run stops. A
-    stopped trial keeps its best score so far, which that cheaper reference normally dominates.
-    Multi-objective studies cannot prune in Optuna, so this replaces a pruner; intermediate values live in
-    the `history` user attribute.
-    """
-
-    def __init__(self, study, gflops: float, ratio: float, epochs: int, floor: float = 0.02,
-                 min_references: int = 2):
-        self.study = study
-        self.gflops = gflops
-        self.ratio = ratio
-        self.floor = floor
-        self.first_epoch = max(2, math.ceil(epochs / 2))
-        self.min_references = min_references
-        self.reason = ""
-
-    def should_stop(self, record: dict) -> bool:
-        epoch = int(record["epoch"])
-        if epoch < self.first_epoch:
-            return False
-        mine = float(record.get("fitness", 0.0))
-        refs = []
-        for t in scored_trials(self.study):
-            if float(t.user_attrs.get("gflops", math.inf)) > self.gflops:
-                continue
-            for r in t.user_attrs.get("history", []):
-                if int(r.get("epoch", -1)) == epoch:
-                    refs.append((float(r.get("fitness", 0.0)), t.number))
-        if len(refs) < self.min_references:
-            return False
-        best, number = max(refs)
-        if best >= self.floor and mine < self.ratio * best:
-            self.reason = (f"fitness {mine:.4f} at epoch {epoch} < {self.ratio:g} x {best:.4f} of trial {number}, "
-                           f"which costs no more")
-            return True
-        return False
-
-
 def prepare(opts: SearchOptions):
     """Validate everything before any work: space, budget, sampler, storage, data. Returns the pieces."""
+    from nas.device import parse_device
     from nas.space import load_space
 
-    if opts.sampler not in SAMPLERS:
-        raise NasError(f"--sampler {opts.sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+    check_sampler(opts.sampler)
     if opts.trials < 1:
         raise NasError(f"--trials must be at least 1, got {opts.trials}")
     if opts.workers < 1:
@@ -317,34 +285,24 @@ def prepare(opts: SearchOptions):
         raise NasError(f"--imgsz {opts.imgsz} must be a multiple of 32 and at least 64")
     if not opts.budget:
         raise NasError("--budget is required, e.g. --budget 10gflops (see `nas space SPACE` for the costs)")
-    _check_device(opts.device)
+    opts.device = parse_device(opts.device)
     space = load_space(opts.space)
+    opts.space = space.path  # a shipped space's name becomes its file, for the study and the workers
     return space
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise NasError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    elif device != "cpu":
-        raise NasError(f"--device {device!r} is unknown; use cpu, cuda or cuda:N")
 
 
 def open_study(space, opts: SearchOptions):
     """Create or resume the study, refusing a different space or different proxy settings."""
     import optuna
 
-    from nas.study import create_or_resume, refuse_sqlite_with_workers
+    from nas.storage import create_or_resume, refuse_sqlite_with_workers
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     refuse_sqlite_with_workers(opts.storage, opts.workers)
     name = opts.study or space.name
-    attrs = {"created_by": opts.run_id,
-             "space_path": str(opts.space), "base": space.base, "imgsz": list(space.imgsz),
-             "budget": opts.budget.to_attr(), "nas_version": __version__,
-             "points": [p.name for p in space.points], "proxy": opts.proxy(), "sampler": opts.sampler}
+    attrs = study_attrs(StudyRecord(created_by=opts.run_id, space_path=str(opts.space), base=space.base,
+                                    imgsz=space.imgsz, budget=opts.budget.to_attr(), nas_version=__version__,
+                                    points=[p.name for p in space.points], proxy=opts.proxy(), sampler=opts.sampler))
     study = create_or_resume(opts.storage, name, space_hash=space.hash, attrs=attrs,
                              sampler=make_sampler(opts.sampler, opts.seed))
 
@@ -352,7 +310,7 @@ def open_study(space, opts: SearchOptions):
     if n or opts.sampler_seed_offset:  # a resumed study or an extra worker must not replay the first proposals
         study.sampler = make_sampler(opts.sampler, opts.seed + n + opts.sampler_seed_offset)
     for key, label in (("budget", "--budget"), ("proxy", "proxy settings (--data/--epochs/--imgsz/--batch/--seed)")):
-        stored = study.user_attrs.get(key)
+        stored = getattr(read_study(study), key)
         if stored is not None and stored != attrs[key]:
             raise NasError(f"study {name!r} was searched with {label} {stored}, not {attrs[key]}; scores would not "
                            f"compare: rerun with the same settings or start a new study with --study {name}-2")
@@ -370,19 +328,17 @@ def enqueue_start(study, space, run_id: str | None = None) -> None:
     from nas.space import baseline, trial_params
 
     trials = study.get_trials(deepcopy=False)
-    if not trials and run_id is not None and study.user_attrs.get("created_by") != run_id:
+    if not trials and run_id is not None and read_study(study).created_by != run_id:
         time.sleep(3.0)  # a worker that joined a brand-new study: give its creator time to enqueue
         trials = study.get_trials(deepcopy=False)
     if not trials:
-        study.enqueue_trial(trial_params(space, baseline(space)), user_attrs={"baseline": True})
+        study.enqueue_trial(trial_params(space, baseline(space)), user_attrs=enqueue_attrs(baseline=True))
         return
-    waiting = {t.user_attrs.get("retry_of") for t in trials if t.state == TrialState.WAITING}
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    for t in trials:
-        if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") == INTERRUPTED \
-                and t.number not in retried and t.number not in waiting:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number,
-                                                       "baseline": bool(t.user_attrs.get("baseline"))})
+    records = [read(t) for t in trials]
+    retried = {r.retry_of for r in records}
+    for t, r in zip(trials, records, strict=True):
+        if t.state == TrialState.FAIL and r.fail_reason == INTERRUPTED and t.number not in retried:
+            study.enqueue_trial(t.params, user_attrs=enqueue_attrs(retry_of=t.number, baseline=r.baseline))
 
 
 def resolve_search_data(opts: SearchOptions, space=None):
@@ -413,7 +369,7 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     """
     import optuna
 
-    from nas.study import artifact_store, mask_url
+    from nas.storage import artifact_store, mask_url
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed candidates are reported by the display
     space = space or prepare(opts)
@@ -444,7 +400,7 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(objective, n_trials=None, timeout=opts.timeout, catch=(CandidateError,),
+            study.optimize(objective, n_trials=None, timeout=opts.timeout, catch=(CandidateFailed,),
                            callbacks=[stop_when_done], gc_after_trial=True)
         if not summary.stopped_reason and deadline is not None:
             summary.stopped_reason = "timeout"
@@ -453,53 +409,16 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
 
 def summarize(study, summary: Summary) -> Summary:
     """Counts per outcome and the current front."""
-    from optuna.trial import TrialState
-
-    from nas.study import pareto_front
-
-    for t in study.get_trials(deepcopy=False):
-        outcome = t.user_attrs.get("outcome")
-        if t.state == TrialState.FAIL:
-            summary.failed += 1
-        elif outcome == "rejected":
-            summary.rejected += 1
-        elif outcome == "reused":
-            summary.reused += 1
-        elif outcome in ("trained", "stopped"):
-            summary.trained += 1
-            summary.stopped_early += outcome == "stopped"
-    summary.front = [{"trial": t.number, "fitness": t.values[0], "gflops": t.values[1],
-                      "params": t.user_attrs.get("params"), "choices": t.user_attrs.get("choices", {})}
-                     for t in pareto_front(study)]
+    counts = count_outcomes(study)
+    summary.failed, summary.rejected, summary.reused = counts["failed"], counts["rejected"], counts["reused"]
+    summary.trained, summary.stopped_early = counts["trained"], counts["stopped"]
+    summary.front = []
+    for t in pareto_front(study):
+        r = read(t)
+        summary.front.append({"trial": t.number, "fitness": t.values[0], "gflops": t.values[1], "params": r.params,
+                              "choices": r.choices})
     return summary
 
 
-def worker_command(opts: SearchOptions) -> list[str]:
-    """The command line of one extra worker process for --workers K (same study, one worker each)."""
-    import sys
-
-    cmd = [sys.executable, "-m", "nas.cli", "search", "--space", str(opts.space), "--trials", str(opts.trials),
-           "--sampler", opts.sampler, "--seed", str(opts.seed), "--epochs", str(opts.epochs),
-           "--imgsz", str(opts.imgsz), "--batch", str(opts.batch), "--device", opts.device, "--workers", "1",
-           "--worker"]
-    budget = opts.budget
-    if budget.gflops is not None:
-        cmd += ["--budget", f"{budget.gflops!r}gflops"]
-    if budget.params is not None:
-        cmd += ["--budget", f"{budget.params}params"]
-    for flag, value in (("--study", opts.study), ("--storage", opts.storage), ("--data", opts.data)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    if opts.timeout is not None:
-        cmd += ["--timeout", f"{opts.timeout:g}"]
-    if not opts.early_stop:
-        cmd.append("--no-early-stop")
-    return cmd
-
-
-def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-__all__ = ["SAMPLERS", "EarlyStop", "Objective", "Progress", "SearchOptions", "Summary", "make_sampler",
-           "open_study", "parse_duration", "prepare", "run_search", "scored_trials", "worker_command"]
+__all__ = ["Objective", "Progress", "SearchOptions", "Summary", "enqueue_start", "open_study", "parse_duration",
+           "prepare", "resolve_search_data", "run_search", "summarize"]

@@ -58,7 +58,7 @@ def block_classes() -> dict[str, type]:
 
 def prepare_cfg(d: dict, ch: int = 3) -> dict:
     """A copy of a model dict whose block rows carry `[c1, {hyperparameters}]` for YOLOv5's parse_model."""
-    from nas.model import build_model
+    from nas.model import build_model, source_index
 
     cfg = copy.deepcopy(d)
     model = build_model({k: v for k, v in cfg.items() if k != "ch"}, device="meta", ch=ch)
@@ -68,7 +68,7 @@ def prepare_cfg(d: dict, ch: int = 3) -> dict:
         if info.block is None:
             continue
         f = info.f
-        j = i + f if f < 0 else f
+        j = source_index(f, i)
         c1 = ch if i == 0 else infos[j].c2
         if info.c2 != c1:
             raise NasError(

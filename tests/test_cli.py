@@ -50,3 +50,71 @@ def test_profile_bad_input_is_one_line_exit_2(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ")
         assert "Traceback" not in r.output
+
+
+def _one_error_line(r) -> str:
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Usage:" not in r.output and "Traceback" not in r.output
+    return lines[0]
+
+
+def test_click_usage_errors_are_one_error_line():
+    assert "--trials" in _one_error_line(run("search", "--trails", "3"))  # unknown option, with the close match
+    assert "'foo' is not one of" in _one_error_line(run("search", "--space", "neck", "--budget", "1gflops",
+                                                        "--sampler", "foo"))
+    assert "0 is not in the range" in _one_error_line(run("evaluate", "yolov5n", "--epochs", "0"))
+    assert "No such command 'nope'" in _one_error_line(run("nope"))
+    assert "No such option '--nope'" in _one_error_line(run("--nope"))
+
+
+def test_one_device_parser_everywhere():
+    import torch
+
+    from nas.device import parse_device
+
+    assert parse_device("cpu") == "cpu" and parse_device(" CPU ") == "cpu"
+    for bad in ("gpu", "cuda:x", "cuda1", "mps"):
+        assert "is unknown; use cpu, cuda or cuda:N" in _one_error_line(run("evaluate", "yolov5n", "--device", bad))
+    if not torch.cuda.is_available():  # cuda:N is a device name evaluate accepts like search: only CUDA is missing
+        for cmd in (["evaluate", "yolov5n"], ["search", "--space", "neck", "--budget", "10gflops"]):
+            assert "CUDA is not available" in _one_error_line(run(*cmd, "--device", "cuda:1"))
+
+
+def test_shipped_space_by_name_in_every_command():
+    from nas.space import SHIPPED, load_space, resolve_space_path, shipped_spaces
+
+    assert shipped_spaces() == ["backbone", "full", "neck", "sppf"]
+    assert SHIPPED.parent.name == "nas"  # inside the package: a plain `pip install .` ships them
+    for name in ("neck", "neck.yaml", "search_spaces/neck.yaml"):
+        assert load_space(name).hash == load_space(SHIPPED / "neck.yaml").hash
+        assert resolve_space_path(name).endswith("neck.yaml")
+    by_name = run("space", "neck", "--json")
+    by_path = run("space", "search_spaces/neck.yaml", "--json")
+    assert by_name.exit_code == 0 and json.loads(by_name.stdout)["hash"] == json.loads(by_path.stdout)["hash"]
+    assert "nosuch" in _one_error_line(run("space", "nosuch"))
+
+
+def test_blocks_never_suggest_values_out_of_the_range_they_state():
+    import re
+
+    line = _one_error_line(run("blocks", "--channels", "3"))
+    m = re.search(r"between (\d+) and (\d+)(?: such as ([\d, ]+))?", line)
+    assert m, line
+    lo, hi = int(m.group(1)), int(m.group(2))
+    assert all(lo <= int(v) <= hi for v in re.findall(r"\d+", m.group(3) or ""))
+
+
+def test_results_commands_refuse_a_study_nas_did_not_make(tmp_path, monkeypatch):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    url = "sqlite:///studies/other.db"
+    study = optuna.create_study(study_name="other", storage=url, directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 3.0]))
+    for cmd in (["pareto"], ["export-best", "--out", "x.yaml"], ["dashboard", "--study", "other", "--port", "1"]):
+        line = _one_error_line(run(*cmd, "--storage", url))
+        assert "'other'" in line and "not made by `nas search`" in line, line
+    assert not (tmp_path / "x.yaml").exists()

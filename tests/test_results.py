@@ -19,10 +19,13 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState, create_trial
 
-from nas import study as S
+from nas import pareto
+from nas import storage as S
 from nas.cli import main
 from nas.errors import NasError
-from nas.results import front_report, knee, select_trial, trial_fitness, trial_gflops
+from nas.pareto import knee, select_trial
+from nas.record import read
+from nas.results import front_report
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -233,19 +236,19 @@ def test_front_and_picks_match_brute_force(seed: int) -> None:
     if not feasible:
         return
     best = select_trial(study)
-    assert trial_fitness(best) == max(t.values[0] for t in feasible)
+    assert read(best).objective_fitness == max(t.values[0] for t in feasible)
     for g in (1.0, 2.5, 4.0):
         under = [t for t in feasible if t.values[1] <= g]
         if under:
             got = select_trial(study, max_gflops=g)
-            assert trial_fitness(got) == max(t.values[0] for t in under) and trial_gflops(got) <= g
+            assert read(got).objective_fitness == max(t.values[0] for t in under) and read(got).objective_gflops <= g
 
 
 def test_knee_against_hand_computation() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     for g, f in [(1.0, 0.1), (2.0, 0.5), (3.0, 0.55), (4.0, 0.6)]:
         study.add_trial(create_trial(values=[f, g]))
-    front = S.pareto_front(study)
+    front = pareto.pareto_front(study)
     # normalised: (0,0) (1/3,0.8) (2/3,0.9) (1,1); distance above the diagonal ~ y - x: 0.47 at trial 1
     assert knee(front).number == 1
     assert select_trial(study, pick="knee").number == 1

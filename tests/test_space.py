@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from nas.cost import count
+from nas.cost import count, predict_cost
 from nas.errors import NasError
 from nas.model import build_model
 from nas.space import (
@@ -18,7 +18,6 @@ from nas.space import (
     load_space,
     model_hash,
     n_architectures,
-    predict_cost,
     render,
     sample,
     to_yaml,

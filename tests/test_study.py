@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import random
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,8 +19,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from nas import study as S
+from nas import pareto
+from nas import storage as S
 from nas.errors import NasError
+from nas.record import write
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -214,7 +218,7 @@ def test_resume_with_another_space_is_refused(in_tmp: Path) -> None:
 
 
 def test_resume_foreign_study_is_refused_or_adopted(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(S, "CREATE_RACE_WAIT", 0.2)
+    monkeypatch.setattr(S.open, "CREATE_RACE_WAIT", 0.2)
     storage = S.resolve_storage(None)
     optuna.create_study(storage=storage, study_name="single", direction="minimize")
     with pytest.raises(NasError, match="not a nas study"):
@@ -266,8 +270,8 @@ def test_journal_heartbeat_and_stale_sweep(in_tmp: Path) -> None:
 
 
 def test_rdb_stale_trial_failed_and_retried(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(S, "HEARTBEAT_INTERVAL", 1)
-    monkeypatch.setattr(S, "GRACE_PERIOD", 1)
+    monkeypatch.setattr(S.heartbeat, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(S.heartbeat, "GRACE_PERIOD", 1)
     study = S.create_or_resume(None, "r", space_hash="h", attrs=ATTRS, sampler=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -279,12 +283,46 @@ def test_rdb_stale_trial_failed_and_retried(in_tmp: Path, monkeypatch: pytest.Mo
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_dead_trials_of_this_machine_are_failed_and_requeued_at_once(in_tmp: Path) -> None:
+    url = "journal:studies/nas.journal"
+    study = S.create_or_resume(url, "d", space_hash="h", attrs=ATTRS, sampler=None)
+    here = socket.gethostname()
+    owners = [(here, _dead_pid()), (here, os.getpid()), ("elsewhere", _dead_pid()), (None, None)]
+    for host, pid in owners:
+        trial = study.ask()
+        trial.suggest_int("x", 0, 10)
+        if host is not None:
+            write(trial, host=host, pid=pid)
+    again = S.create_or_resume(url, "d", space_hash="h", attrs=ATTRS, sampler=None)  # a rerun, at once
+    states = [t.state for t in again.get_trials()]
+    # only the dead process of this machine: its own process, other machines and unrecorded ones are alive
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.RUNNING,
+                      TrialState.WAITING]
+    assert again.get_trials()[4].params == again.get_trials()[0].params
+
+
+def test_sqlite_running_trials_are_dead_at_start(in_tmp: Path) -> None:
+    study = S.create_or_resume(None, "s", space_hash="h", attrs=ATTRS, sampler=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trial = study.ask()  # left RUNNING by a process that is gone (SQLite serves one process)
+    trial.suggest_int("x", 0, 10)
+    again = S.create_or_resume(None, "s", space_hash="h", attrs=ATTRS, sampler=None)
+    assert [t.state for t in again.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+
+
 # ------------------------------------------------------------------------------------ concurrency
 
 WORKER = textwrap.dedent(
     """
     import sys, optuna
-    from nas import study as S
+    from nas import pareto, storage as S
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     attrs = {"base": "yolov5n", "imgsz": [256, 256], "budget": {"gflops": None, "params": None}}
@@ -419,33 +457,33 @@ def _random_study(rng: random.Random, n: int) -> optuna.Study:
 
 def test_is_feasible_reads_optuna_constraints() -> None:
     ok = create_trial(values=[0.3, 5.0], constraints={"gflops": -1.0, "params": 0.0})
-    assert S.is_feasible(ok)
-    assert not S.is_feasible(create_trial(values=[0.3, 5.0], constraints={"gflops": 0.5}))
-    assert not S.is_feasible(create_trial(values=[0.3, 5.0], user_attrs={"over_budget": True}))
-    assert not S.is_feasible(create_trial(state=TrialState.FAIL))
-    assert S.is_feasible(create_trial(values=[0.3, 5.0]))  # no budget: no constraints
+    assert pareto.is_feasible(ok)
+    assert not pareto.is_feasible(create_trial(values=[0.3, 5.0], constraints={"gflops": 0.5}))
+    assert not pareto.is_feasible(create_trial(values=[0.3, 5.0], user_attrs={"over_budget": True}))
+    assert not pareto.is_feasible(create_trial(state=TrialState.FAIL))
+    assert pareto.is_feasible(create_trial(values=[0.3, 5.0]))  # no budget: no constraints
     legacy = create_trial(values=[0.3, 5.0], system_attrs={"constraints": [0.2]})  # constraints_func format
-    assert not S.is_feasible(legacy)
+    assert not pareto.is_feasible(legacy)
     # the same thing optuna's own constrained samplers and best_trials read
     study = optuna.create_study(directions=["maximize", "minimize"])
     for t in (ok, legacy, create_trial(values=[0.1, 1.0], constraints={"gflops": 3.0})):
         study.add_trial(t)
-    assert [t.number for t in study.best_trials] == [t.number for t in S.pareto_front(study)] == [0]
+    assert [t.number for t in study.best_trials] == [t.number for t in pareto.pareto_front(study)] == [0]
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_pareto_front_matches_brute_force(seed: int) -> None:
     rng = random.Random(seed)
     study = _random_study(rng, rng.choice([0, 1, 5, 40, 120]))
-    front = S.pareto_front(study)
+    front = pareto.pareto_front(study)
     assert {t.number for t in front} == _brute_front(study.trials)
     keys = [(t.values[1], -t.values[0], t.number) for t in front]
     assert keys == sorted(keys)
-    assert all(S.is_feasible(t) for t in front)
+    assert all(pareto.is_feasible(t) for t in front)
     # the front is the same whatever order the trials come in
     shuffled = list(study.trials)
     rng.shuffle(shuffled)
-    assert [t.number for t in S.pareto_front(shuffled)] == [t.number for t in front]
+    assert [t.number for t in pareto.pareto_front(shuffled)] == [t.number for t in front]
     # along the front GFLOPs rise and fitness rises (ties kept)
     for a, b in itertools.pairwise(front):
         assert a.values[1] <= b.values[1] and a.values[0] <= b.values[0]
@@ -455,4 +493,4 @@ def test_pareto_front_keeps_exact_ties() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     for values in ([0.5, 2.0], [0.5, 2.0], [0.4, 2.0], [0.6, 3.0]):
         study.add_trial(create_trial(values=values))
-    assert [t.number for t in S.pareto_front(study)] == [0, 1, 3]
+    assert [t.number for t in pareto.pareto_front(study)] == [0, 1, 3]

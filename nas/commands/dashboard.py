@@ -23,12 +23,12 @@ def command(
     import optuna_dashboard
 
     from nas.errors import NasError
-    from nas.study import artifact_store, load_study, mask_url, resolve_storage
+    from nas.storage import artifact_store, load_nas_study, mask_url, resolve_storage
 
     optuna_storage = resolve_storage(storage, create=False)
     page = f"http://{host}:{port}/dashboard"
     if study_name is not None:
-        study = load_study(optuna_storage, study_name)
+        study = load_nas_study(optuna_storage, study_name)  # says so when nas did not make it
         page += f"/studies/{study._study_id}"
     store = artifact_store(storage, artifact_dir)
     _check_port(host, port)

@@ -27,7 +27,7 @@ import click
 )
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch size.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, sampling and augmentation.")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]), help="Device.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option(
     "--cache",
     "cache_dir",
@@ -57,10 +57,13 @@ def command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from nas.console import console as make_console
+    from nas.device import parse_device
     from nas.train import train_and_evaluate
 
+    device = parse_device(device)
     err = Console(stderr=True)
-    out = Console() if not as_json else err
+    out = make_console() if not as_json else err
 
     class _Warn(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:

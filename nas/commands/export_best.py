@@ -39,9 +39,9 @@ def command(
     trial's exactly and its GFLOPs to 1e-6, or nothing is written.
     """
     from nas.export import export_best
-    from nas.study import artifact_dir, artifact_store, load_study
+    from nas.storage import artifact_dir, artifact_store, load_nas_study
 
-    study = load_study(storage, study_name)
+    study = load_nas_study(storage, study_name)
     folder = artifact_dir(storage)  # the artifact copy is only a fallback for the model_yaml user attr
     store = artifact_store(storage) if folder.is_dir() else None
     result = export_best(study, out, trial=trial, max_gflops=max_gflops, pick=pick, store=store)

@@ -31,14 +31,14 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
 
     from nas.errors import NasError
     from nas.results import front_report, plot_front
-    from nas.study import load_study, mask_url
+    from nas.storage import load_nas_study, mask_url
 
     if plot_path:
         suffix = Path(plot_path).suffix.lower()
         if Path(plot_path).is_dir() or suffix not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
             raise NasError(f"--plot {plot_path}: name a picture file ending in .png, .pdf, .svg or .jpg, "
                            f"e.g. --plot front.png")
-    study = load_study(storage, study_name)
+    study = load_nas_study(storage, study_name)
     report = front_report(study, mask_url(storage))
     if plot_path:
         plot_front(study, plot_path)
@@ -51,13 +51,13 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
 
 
 def _print(report, plot_path: str | None) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from nas.console import console as make_console
     from nas.results import fmt, fmt_params
 
-    console = Console(width=None if Console().is_terminal else 140)
+    console = make_console(width=140)
     c = report.counts
     console.print(
         f"study [bold]{escape(report.study)}[/] in {escape(report.storage)}: {c['total']} trials, "

@@ -24,9 +24,9 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
     attention blocks included. GFLOPs are 2 x multiply-accumulates at the real input size, counted on the
     meta device (no weights are allocated); YOLOv5's own (thop) figure is shown beside it.
     """
-    from rich.console import Console
     from rich.table import Table
 
+    from nas.console import console as make_console
     from nas.cost import count, thop_gflops
     from nas.model import build_model
 
@@ -63,7 +63,7 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
         click.echo(json.dumps(doc))
         return
 
-    console = Console(width=None if Console().is_terminal else 120)
+    console = make_console()
     h, w = cost.imgsz
     table = Table(title=f"{model} at {h}x{w}, nc={meta.nc}", title_justify="left")
     for col, justify in (

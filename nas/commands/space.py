@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import click
@@ -15,43 +14,21 @@ import click
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 def command(space_path: str, detail: bool, as_json: bool) -> None:
-    """Points, choices and costs of the search space SPACE (a YAML file, e.g. search_spaces/neck.yaml).
+    """Points, choices and costs of the search space SPACE (a YAML file or a shipped name such as neck).
 
     Shows how many distinct architectures the space holds, the GFLOPs and params of the smallest and largest
     ones at the space's imgsz, and what each block adds at each point.
     """
-    from rich.console import Console
+    from dataclasses import asdict
+
     from rich.table import Table
 
-    from nas.cost import count
-    from nas.space import load_space, n_architectures, slot_costs
+    from nas.console import console as make_console
+    from nas.cost import space_costs
+    from nas.space import load_space, n_architectures
 
     space = load_space(space_path)
-    combos = list(itertools.product(space.depth_multiple, space.width_multiple))
-    per_multiple = []
-    for gd, gw in combos:
-        base = count(dict(space.base_cfg, depth_multiple=gd, width_multiple=gw), space.imgsz)
-        slots = slot_costs(space, gd, gw)
-        lo_f = hi_f = base.flops
-        lo_p = hi_p = base.params
-        for p in space.points:
-            mine = [s for s in slots if s.point == p.name]
-            lo = min(mine, key=lambda s: (s.flops, s.params))
-            hi = max(mine, key=lambda s: (s.flops, s.params))
-            lo_f, lo_p, hi_f, hi_p = lo_f + lo.flops, lo_p + lo.params, hi_f + hi.flops, hi_p + hi.params
-        per_multiple.append(
-            {
-                "depth_multiple": gd,
-                "width_multiple": gw,
-                "base_gflops": base.gflops,
-                "base_params": base.params,
-                "min_gflops": lo_f / 1e9,
-                "min_params": lo_p,
-                "max_gflops": hi_f / 1e9,
-                "max_params": hi_p,
-                "slots": slots,
-            }
-        )
+    per_multiple = [asdict(r) for r in space_costs(space)]
     smallest = min(per_multiple, key=lambda r: r["min_gflops"])
     largest = max(per_multiple, key=lambda r: r["max_gflops"])
     total = n_architectures(space)
@@ -80,12 +57,12 @@ def command(space_path: str, detail: bool, as_json: bool) -> None:
                     **{k: v for k, v in r.items() if k != "slots"},
                     "slots": [
                         {
-                            "point": s.point,
-                            "block": s.block,
-                            "hyperparameters": s.hyperparameters,
-                            "gflops": s.flops / 1e9,
-                            "params": s.params,
-                            "shape": list(s.shape),
+                            "point": s["point"],
+                            "block": s["block"],
+                            "hyperparameters": s["hyperparameters"],
+                            "gflops": s["flops"] / 1e9,
+                            "params": s["params"],
+                            "shape": list(s["shape"]),
                         }
                         for s in r["slots"]
                     ],
@@ -96,7 +73,7 @@ def command(space_path: str, detail: bool, as_json: bool) -> None:
         click.echo(json.dumps(doc))
         return
 
-    console = Console(width=None if Console().is_terminal else 120)
+    console = make_console()
     h, w = space.imgsz
     console.print(
         f"[bold]{space.name}[/] ({space.path}, hash {space.hash}): base {space.base}, costs at {h}x{w}"
@@ -150,8 +127,8 @@ def command(space_path: str, detail: bool, as_json: bool) -> None:
         f"({largest['max_params']:,} params)"
     )
 
-    for r in per_multiple:
-        title = f"Cost each choice adds (depth {r['depth_multiple']:g}, width {r['width_multiple']:g})"
+    for r in space_costs(space):
+        title = f"Cost each choice adds (depth {r.depth_multiple:g}, width {r.width_multiple:g})"
         table = Table(title=title, title_justify="left")
         for col, justify in (
             ("point", "left"),
@@ -163,7 +140,7 @@ def command(space_path: str, detail: bool, as_json: bool) -> None:
         ):
             table.add_column(col, justify=justify)
         for p in space.points:
-            mine = [s for s in r["slots"] if s.point == p.name]
+            mine = [s for s in r.slots if s.point == p.name]
             shape = "x".join(str(v) for v in mine[0].shape)
             for b in p.blocks:
                 these = [s for s in mine if s.block == b]

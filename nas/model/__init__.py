@@ -10,7 +10,15 @@ import torch
 import yaml
 
 from nas.errors import NasError
-from nas.model.yolo import REQUIRED_KEYS, Detect, DetectionModel, LayerInfo, make_divisible
+from nas.model.yolo import (
+    REQUIRED_KEYS,
+    Detect,
+    DetectionModel,
+    LayerInfo,
+    layer_inputs,
+    make_divisible,
+    source_index,
+)
 
 CFG_DIR = Path(__file__).parent / "cfg"
 BUILTIN = tuple(sorted(p.stem for p in CFG_DIR.glob("*.yaml")))
@@ -109,5 +117,5 @@ def parse_imgsz(imgsz: int | str | tuple[int, int] | list[int], stride: int = 32
     return int(hw[0]), int(hw[1])
 
 
-__all__ = ["BUILTIN", "Detect", "DetectionModel", "LayerInfo", "build_model", "load_cfg", "make_divisible",
-           "model_source", "parse_imgsz", "read_yaml"]
+__all__ = ["BUILTIN", "Detect", "DetectionModel", "LayerInfo", "build_model", "layer_inputs", "load_cfg",
+           "make_divisible", "model_source", "parse_imgsz", "read_yaml", "source_index"]

@@ -44,6 +44,18 @@ from nas.model.common import (
 )
 
 
+def source_index(f: int, i: int) -> int:
+    """The absolute index of the layer a `from` entry f of layer i reads (-1 is the layer before i)."""
+    return i + f if f < 0 else f
+
+
+def layer_inputs(f: int | list[int], x: Any, y: list[Any]) -> Any:
+    """What a layer with `from` f reads: x (the previous output) for -1, else saved outputs y[j]."""
+    if f == -1:
+        return x
+    return y[f] if isinstance(f, int) else [x if j == -1 else y[j] for j in f]
+
+
 def make_divisible(x: float, divisor: int = 8) -> int:
     """The YOLOv5 width rule: round x up to a multiple of divisor."""
     return math.ceil(x / divisor) * divisor
@@ -460,8 +472,7 @@ class DetectionModel(nn.Module):
     def _forward_once(self, x: torch.Tensor):
         y = []
         for m in self.model:
-            if m.f != -1:
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            x = layer_inputs(m.f, x, y)
             x = m(x)
             y.append(x if m.i in self.save else None)
         return x
@@ -470,8 +481,7 @@ class DetectionModel(nn.Module):
         """A forward pass that names the layer whose shapes do not fit (used once at build time)."""
         y = []
         for m in self.model:
-            if m.f != -1:
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            x = layer_inputs(m.f, x, y)
             try:
                 x = m(x)
             except NasError:

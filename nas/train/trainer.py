@@ -24,7 +24,9 @@ from torch import nn
 from nas.data.augment import color_jitter
 from nas.data.dataset import Augment, DataSpec, ImageSet, batches, load_data_yaml, load_split
 from nas.data.synthetic import SyntheticConfig, synthetic_dataset
+from nas.device import parse_device
 from nas.errors import NasError
+from nas.record import CandidateFailed, Outcome
 from nas.train.boxes import non_max_suppression, scale_boxes
 from nas.train.loss import DetectionLoss, detect_head
 from nas.train.metrics import coco_map, fitness
@@ -32,10 +34,6 @@ from nas.train.metrics import coco_map, fitness
 
 class StopTraining(Exception):  # noqa: N818 - the name says what raising it does
     """Raised by an epoch callback to end training early; the result has status "stopped"."""
-
-
-class CandidateFailed(Exception):  # noqa: N818
-    """Internal: the candidate cannot train (non-finite loss); becomes status "failed"."""
 
 
 class _CallerError(Exception):
@@ -99,7 +97,7 @@ class Hyp:
 
 @dataclass
 class ProxyResult:
-    """Outcome of one proxy run. status: "ok", "stopped" (by the callback) or "failed" (reason says why).
+    """Outcome of one proxy run. status: trained, stopped (by the callback) or failed (reason says why).
 
     Metrics are those of the best-fitness epoch (YOLOv5 reports its best checkpoint); a failed run
     scores 0 but keeps the history of the epochs it completed.
@@ -112,7 +110,7 @@ class ProxyResult:
     params: int = 0
     gflops: float | None = None
     wall_time: float = 0.0
-    status: str = "ok"
+    status: Outcome = Outcome.TRAINED
     reason: str = ""
     best_epoch: int = 0
     epochs: int = 0
@@ -257,12 +255,7 @@ class _Deterministic:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    d = torch.device(device)
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise NasError(f"device {device!r} asked for but torch sees no CUDA GPU; use --device cpu")
-    if d.type not in ("cpu", "cuda"):
-        raise NasError(f"device {device!r} is not supported; use cpu or cuda")
-    return d
+    return torch.device(parse_device(str(device)))
 
 
 def _build(model: str | Path | dict | nn.Module, nc: int, names: list[str]) -> nn.Module:
@@ -328,7 +321,7 @@ def train_and_evaluate(
         except (NasError, KeyboardInterrupt):
             raise
         except Exception as e:
-            result.status, result.reason = "failed", f"model build: {_describe(e)}"
+            result.status, result.reason = Outcome.FAILED, f"model build: {_describe(e)}"
             result.wall_time = time.perf_counter() - t_start
             return result
         result.params = sum(p.numel() for p in model.parameters())
@@ -364,7 +357,7 @@ def _run(
         optimizer = build_optimizer(model, hyp, batch)
         compute_loss = DetectionLoss(model, train_set.size, hyp.box, hyp.cls, hyp.obj, hyp.anchor_t)
     except Exception as e:
-        result.status, result.reason = "failed", f"setup: {_describe(e)}"
+        result.status, result.reason = Outcome.FAILED, f"setup: {_describe(e)}"
         return
     for g in optimizer.param_groups:
         g["initial_lr"] = hyp.lr0
@@ -464,16 +457,16 @@ def _run(
                 go_on = callback(dict(rec))
             except StopTraining as e:
                 result.status, result.reason = (
-                    "stopped",
+                    Outcome.STOPPED,
                     str(e) or f"stopped by the callback after epoch {epoch + 1}",
                 )
                 return
             if go_on is False:
-                result.status, result.reason = "stopped", f"stopped by the callback after epoch {epoch + 1}"
+                result.status, result.reason = Outcome.STOPPED, f"stopped by the callback after epoch {epoch + 1}"
                 return
 
 
 def _fail(result: ProxyResult, reason: str) -> None:
-    result.status, result.reason = "failed", reason
+    result.status, result.reason = Outcome.FAILED, reason
     result.fitness = result.mAP50 = result.mAP50_95 = 0.0
     result.best_epoch = 0

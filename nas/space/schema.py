@@ -1,11 +1,9 @@
-"""Search spaces: where attention blocks may go in a base YOLOv5 model, validated once, sampled, rendered.
+"""Search-space schema: where attention blocks may go in a base YOLOv5 model, validated once by `load_space`.
 
 A space YAML names a base model, insertion points ("after layer 17 may come SGE, GE, ... or none"),
 replacement points ("layer 9, SPPF, may become FocalModulation") and the hyperparameter choices of each
-block. `load_space` validates all of it before any work; `sample` turns an Optuna trial into an
-Architecture (plain data); `render` turns an Architecture into a model YAML dict with every `from` and
-Detect index remapped. Costs are additive over points (a block never changes the shapes around it), so
-`slot_costs` gives exact per-choice deltas from one count of the base and one count per block.
+block. Every problem is a NasError naming the file, the point and the fix. Shipped spaces (neck, backbone,
+sppf, full) are package data, found by name with `resolve_space_path`.
 """
 
 from __future__ import annotations
@@ -13,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nas.errors import NasError
-from nas.model import BUILTIN, load_cfg, make_divisible, parse_imgsz, read_yaml
+from nas.model import BUILTIN, load_cfg, parse_imgsz, read_yaml, source_index
 
 NONE = "none"  # the "no block" choice at an insertion point
 KEEP = "keep"  # the "original layer" choice at a replacement point
@@ -28,6 +25,7 @@ TOP_KEYS = {"base", "nc", "imgsz", "depth_multiple", "width_multiple", "hyperpar
             "description"}
 POINT_KEYS = {"insert": {"after", "name", "blocks", "hyperparameters"},
               "replace": {"layer", "name", "blocks", "hyperparameters"}}
+SHIPPED = Path(__file__).resolve().parent.parent / "search_spaces"  # the spaces shipped with the package
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,28 @@ class Architecture:
         return cls(float(d["depth_multiple"]), float(d["width_multiple"]), deepcopy(d["choices"]))
 
 
-# ----------------------------------------------------------------------------------------------- loading
+
+def shipped_spaces() -> list[str]:
+    """Names of the shipped spaces (neck, backbone, sppf, full)."""
+    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+
+def resolve_space_path(space: str | Path) -> str:
+    """A space path as given when it exists, else the shipped space of that name (`neck` or `neck.yaml`)."""
+    text = str(space)
+    if Path(text).exists():
+        return text
+    name = Path(text).name
+    shipped = SHIPPED / f"{name.removesuffix('.yaml')}.yaml"
+    if shipped.exists() and ("/" not in text or text == f"search_spaces/{name}"):
+        return str(shipped)
+    return text
 
 
 def load_space(path: str | Path) -> Space:
-    """Read and validate a search-space YAML; every problem is a NasError naming the file, point and fix."""
-    path = Path(path)
+    """Read and validate a search-space YAML (a path or a shipped name); every problem is a NasError naming
+    the file, point and fix."""
+    path = Path(resolve_space_path(path))
     src = str(path)
     doc = read_yaml(path, "search-space YAML")
     if not isinstance(doc, dict):
@@ -177,13 +191,12 @@ def _multiples(doc: dict, key: str, cfg: dict, src: str) -> tuple[float, ...]:
 
 def _base_layers(cfg: dict, gd: tuple[float, ...], gw: tuple[float, ...], imgsz, src: str, base: str) -> dict:
     """(depth, width) -> per-layer costs of the base model at imgsz."""
-    from nas.cost import count
+    from nas.cost import at_multiples
 
     out = {}
     for d, w in itertools.product(gd, gw):
-        c = dict(cfg, depth_multiple=d, width_multiple=w, _source=f"base {base}")
         try:
-            out[(d, w)] = count(c, imgsz, per_layer=True)
+            out[(d, w)] = at_multiples(dict(cfg, _source=f"base {base}"), d, w, imgsz, per_layer=True)
         except NasError as e:
             raise NasError(f"{src}: base {base!r} does not build at depth_multiple={d}, width_multiple={w}: "
                            f"{e}") from None
@@ -281,9 +294,7 @@ def _check_block_fits(where: str, kind: str, layer: int, b: str, spec, hp: dict[
         if kind == "insert":
             c1 = out[1]
         else:
-            f = rows[layer][0]
-            src = layer + f if f < 0 else f
-            inp = cost.layers[src].out_shape if layer > 0 else (1, 3)
+            inp = cost.layers[source_index(rows[layer][0], layer)].out_shape if layer > 0 else (1, 3)
             c1 = inp[1]
             if not spec.changes_channels and c1 != out[1]:
                 raise NasError(f"{where}: {b} keeps the channel count but layer {layer} ({rows[layer][2]}) maps "
@@ -307,270 +318,3 @@ def _point_dict(p: Point) -> dict:
     return {"name": p.name, "kind": p.kind, "layer": p.layer, "blocks": list(p.blocks),
             "hyperparameters": p.hyperparameters}
 
-
-# ------------------------------------------------------------------------------------- sampling / params
-
-
-def _param(point: Point, block: str, hname: str) -> str:
-    return f"{point.name}.{block}.{hname}"
-
-
-def sample(space: Space, trial: Any) -> Architecture:
-    """Sample an Architecture with categorical suggestions only; a hyperparameter is suggested only when its
-    block is chosen, under a stable name `<point>.<block>.<hyperparameter>`."""
-    gd = space.depth_multiple[0] if len(space.depth_multiple) == 1 else \
-        float(trial.suggest_categorical("depth_multiple", list(space.depth_multiple)))
-    gw = space.width_multiple[0] if len(space.width_multiple) == 1 else \
-        float(trial.suggest_categorical("width_multiple", list(space.width_multiple)))
-    choices: dict[str, dict[str, Any]] = {}
-    for p in space.points:
-        block = trial.suggest_categorical(f"{p.name}.block", list(p.blocks))
-        choice: dict[str, Any] = {"block": block}
-        for hname, values in p.hyperparameters.get(block, {}).items():
-            choice[hname] = values[0] if len(values) == 1 else trial.suggest_categorical(
-                _param(p, block, hname), list(values))
-        choices[p.name] = choice
-    return Architecture(gd, gw, choices)
-
-
-def trial_params(space: Space, arch: Architecture) -> dict[str, Any]:
-    """The Optuna params that make `sample` return arch (for enqueue_trial)."""
-    params: dict[str, Any] = {}
-    if len(space.depth_multiple) > 1:
-        params["depth_multiple"] = arch.depth_multiple
-    if len(space.width_multiple) > 1:
-        params["width_multiple"] = arch.width_multiple
-    for p in space.points:
-        choice = arch.choices[p.name]
-        params[f"{p.name}.block"] = choice["block"]
-        for hname, values in p.hyperparameters.get(choice["block"], {}).items():
-            if len(values) > 1:
-                params[_param(p, choice["block"], hname)] = choice[hname]
-    return params
-
-
-def baseline(space: Space) -> Architecture:
-    """The unmodified base model: no block anywhere, the base's own multiples when they are choices."""
-    gd = float(space.base_cfg["depth_multiple"])
-    gw = float(space.base_cfg["width_multiple"])
-    gd = gd if gd in space.depth_multiple else space.depth_multiple[0]
-    gw = gw if gw in space.width_multiple else space.width_multiple[0]
-    return Architecture(gd, gw, {p.name: {"block": p.empty} for p in space.points})
-
-
-def n_architectures(space: Space) -> int:
-    """How many distinct architectures the space holds."""
-    total = len(space.depth_multiple) * len(space.width_multiple)
-    for p in space.points:
-        total *= sum(math.prod(len(v) for v in p.hyperparameters.get(b, {}).values()) for b in p.blocks)
-    return total
-
-
-def block_configs(point: Point, block: str) -> list[dict[str, Any]]:
-    """Every hyperparameter combination of one block at one point."""
-    hp = point.hyperparameters.get(block, {})
-    keys = list(hp)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(hp[k] for k in keys))]
-
-
-# ------------------------------------------------------------------------------------------- rendering
-
-
-def _yaml_channels(c1: int, gw: float) -> int:
-    """A channel argument that width-scales (make_divisible(c * gw, 8)) back to exactly c1."""
-    guess = round(c1 / gw)
-    for c in sorted(range(max(1, guess - 16), guess + 17), key=lambda c: abs(c - guess)):
-        if make_divisible(c * gw, 8) == c1:
-            return c
-    return guess
-
-
-def render(space: Space, arch: Architecture) -> dict:
-    """The model YAML dict of an architecture: blocks inserted/replaced, every `from` and Detect index remapped."""
-    import blocks
-
-    cfg = deepcopy(space.base_cfg)
-    cfg["depth_multiple"] = arch.depth_multiple
-    cfg["width_multiple"] = arch.width_multiple
-    rows = cfg["backbone"] + cfg["head"]
-    n_backbone = len(cfg["backbone"])
-    shapes = _channels(space, arch)
-    inserted: dict[int, list] = {}
-    for p in space.points:
-        choice = arch.choices[p.name]
-        block = choice["block"]
-        if block == p.empty:
-            continue
-        spec = blocks.resolve(block)
-        hp_values = [choice.get(h, spec.defaults[h]) for h in spec.params]
-        if p.kind == "insert":
-            c = _yaml_channels(shapes[p.layer], arch.width_multiple)
-            inserted[p.layer] = [-1, 1, block, [c, *hp_values]]
-        else:
-            f, _n, _m, args = rows[p.layer]
-            if spec.changes_channels:
-                c = args[0]
-            else:
-                c = _yaml_channels(shapes[p.layer], arch.width_multiple)
-            rows[p.layer] = [f, 1, block, [c, *hp_values]]
-
-    # old index -> new index, and where consumers of an old layer must now read from
-    new_index, reads_from = {}, {}
-    shift = 0
-    for i in range(len(rows)):
-        new_index[i] = i + shift
-        if i in inserted:
-            shift += 1
-        reads_from[i] = new_index[i] + (1 if i in inserted else 0)
-    out_rows = []
-    for i, row in enumerate(rows):
-        f, n, m, args = row
-        new_f = _remap(f, i, reads_from)
-        out_rows.append([new_f, n, m, deepcopy(args)])
-        if i in inserted:
-            out_rows.append(inserted[i])
-    n_backbone_new = n_backbone + sum(1 for k in inserted if k < n_backbone)
-    cfg["backbone"] = out_rows[:n_backbone_new]
-    cfg["head"] = out_rows[n_backbone_new:]
-    return cfg
-
-
-def _remap(f: int | list[int], i: int, reads_from: dict[int, int]) -> int | list[int]:
-    def one(j: int) -> int:
-        if j == -1:
-            return -1  # the previous row, which is the inserted block when one follows layer i-1
-        old = i + j if j < 0 else j
-        return reads_from[old]
-
-    return [one(j) for j in f] if isinstance(f, list) else one(f)
-
-
-def _channels(space: Space, arch: Architecture) -> dict[int, int]:
-    """Output channels of every base layer at the architecture's multiples (shape arithmetic, no build)."""
-    cfg = dict(space.base_cfg, depth_multiple=arch.depth_multiple, width_multiple=arch.width_multiple)
-    return _channels_of(json.dumps(cfg, sort_keys=True, default=str))
-
-
-_CHANNEL_CACHE: dict[str, dict[int, int]] = {}
-
-
-def _channels_of(key: str) -> dict[int, int]:
-    if key not in _CHANNEL_CACHE:
-        from nas.model import build_model
-
-        m = build_model(json.loads(key), device="meta")
-        _CHANNEL_CACHE[key] = {info.i: info.c2 for info in m.layers_info}
-    return _CHANNEL_CACHE[key]
-
-
-def model_hash(cfg: dict) -> str:
-    """A stable identifier of a rendered model: sha256 of its canonical JSON (16 hex digits)."""
-    clean = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    return hashlib.sha256(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def to_yaml(cfg: dict) -> str:
-    """A model dict as YOLOv5-style YAML text: scalars first, then one flow-style row per layer."""
-    import yaml
-
-    lines = []
-    for key in ("nc", "depth_multiple", "width_multiple"):
-        lines.append(f"{key}: {cfg[key]}")
-    lines.append("anchors:")
-    anchors = cfg["anchors"]
-    if isinstance(anchors, list):
-        lines += [f"  - {json.dumps(a)}" for a in anchors]
-    else:
-        lines[-1] = f"anchors: {anchors}"
-    for extra in sorted(k for k in cfg if k not in ("nc", "depth_multiple", "width_multiple", "anchors",
-                                                    "backbone", "head") and not k.startswith("_")):
-        lines.append(yaml.safe_dump({extra: cfg[extra]}, default_flow_style=True).strip())
-    i = 0
-    for section in ("backbone", "head"):
-        lines.append("")
-        lines.append(f"{section}:")
-        for row in cfg[section]:
-            f, n, m, args = row
-            text = yaml.safe_dump([f, n, m, args], default_flow_style=True, width=10_000).strip()
-            lines.append(f"  - {text}  # {i}")
-            i += 1
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------- costing
-
-
-@dataclass
-class SlotCost:
-    """What one block choice (with one hyperparameter setting) adds at one point."""
-
-    point: str
-    block: str
-    hyperparameters: dict[str, Any]
-    params: int
-    flops: float
-    shape: tuple[int, int, int]  # C, H, W of the feature map at the point
-
-
-def slot_costs(space: Space, gd: float, gw: float) -> list[SlotCost]:
-    """Exact params/FLOPs deltas of every choice at every point, at the given multiples and space.imgsz."""
-    import torch
-
-    import blocks
-    from nas.cost import count, module_flops
-
-    cfg = dict(space.base_cfg, depth_multiple=gd, width_multiple=gw)
-    base = count(cfg, space.imgsz, per_layer=True)
-    rows = space.base_cfg["backbone"] + space.base_cfg["head"]
-    out = []
-    for p in space.points:
-        layer = base.layers[p.layer]
-        if p.kind == "insert":
-            shape = layer.out_shape
-            c2 = None
-            minus_params, minus_flops = 0, 0.0
-        else:
-            f = rows[p.layer][0]
-            src = p.layer + f if f < 0 else f
-            shape = base.layers[src].out_shape
-            c2 = layer.out_shape[1]
-            minus_params, minus_flops = layer.params, layer.flops
-        for b in p.blocks:
-            if b == p.empty:
-                out.append(SlotCost(p.name, b, {}, 0, 0.0, tuple(shape[1:])))
-                continue
-            for hp in block_configs(p, b):
-                with torch.device("meta"):
-                    module = blocks.build(b, shape[1], c2=c2, **hp)
-                params = sum(t.numel() for t in module.parameters())
-                flops = module_flops(module, tuple(shape))
-                out.append(SlotCost(p.name, b, hp, params - minus_params, flops - minus_flops, tuple(shape[1:])))
-    return out
-
-
-_COST_TABLES: dict[tuple[str, float, float], tuple[int, float, list[SlotCost]]] = {}
-
-
-def cost_table(space: Space, gd: float, gw: float) -> tuple[int, float, list[SlotCost]]:
-    """(base params, base FLOPs, slot costs) at the given multiples, computed once per space and multiples."""
-    from nas.cost import count
-
-    key = (space.hash, gd, gw)
-    if key not in _COST_TABLES:
-        base = count(dict(space.base_cfg, depth_multiple=gd, width_multiple=gw), space.imgsz)
-        _COST_TABLES[key] = (base.params, base.flops, slot_costs(space, gd, gw))
-    return _COST_TABLES[key]
-
-
-def predict_cost(space: Space, arch: Architecture) -> tuple[int, float]:
-    """(params, FLOPs) of an architecture: the base's cost plus each point's exact delta."""
-    params, flops, slots = cost_table(space, arch.depth_multiple, arch.width_multiple)
-    for p in space.points:
-        choice = arch.choices[p.name]
-        hp = {k: v for k, v in choice.items() if k != "block"}
-        match = [s for s in slots if s.point == p.name and s.block == choice["block"] and s.hyperparameters == hp]
-        if not match:
-            raise NasError(f"{space.path}: point {p.name!r}: {arch.short()[p.name]} is not a choice of this space")
-        params += match[0].params
-        flops += match[0].flops
-    return params, flops

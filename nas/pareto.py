@@ -1,0 +1,189 @@
+"""The accuracy/GFLOPs front: feasibility, dominance, the front, its knee, the picks export-best offers, and
+the outcome counts every report shows. Objectives: maximise fitness, minimise GFLOPs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from nas.errors import NasError
+from nas.record import Outcome, read
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from nas.budget import Budget
+
+PICKS = ("fitness", "knee")
+
+
+def _trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    if hasattr(study_or_trials, "get_trials"):
+        return study_or_trials.get_trials(deepcopy=False)
+    return list(study_or_trials)
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """COMPLETE with two values, every constraint <= 0 and not marked over budget."""
+    r = read(trial)
+    if not r.complete or r.values is None or len(r.values) < 2 or r.over_budget:
+        return False
+    return all(float(v) <= 0.0 for v in r.constraints.values())
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """True when (fitness, GFLOPs) a dominates b: fitness >= and GFLOPs <=, strictly better in one."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+def pareto_front(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """Feasible complete trials not dominated in (fitness max, GFLOPs min), ordered by GFLOPs then trial.
+
+    Trials with equal values are all kept (none dominates the other).
+    """
+    feasible = [t for t in _trials(study_or_trials) if is_feasible(t)]
+    # Sorting by GFLOPs asc, fitness desc makes one pass enough: a point is on the front when its
+    # fitness beats every point with lower GFLOPs (or equals the best at equal GFLOPs and fitness).
+    feasible.sort(key=lambda t: (t.values[1], -t.values[0], t.number))
+    front: list[FrozenTrial] = []
+    for t in feasible:
+        if not any(dominates(f.values, t.values) for f in front):
+            front.append(t)
+    return front
+
+
+def best_key(t: FrozenTrial) -> tuple[float, float, int]:
+    """Sort key of 'best': highest fitness, then fewest GFLOPs, then the earliest trial (use with max)."""
+    r = read(t)
+    fitness, gflops = r.objective_fitness, r.objective_gflops
+    return (-math.inf if fitness is None else fitness, -(math.inf if gflops is None else gflops), -t.number)
+
+
+def best(trials: Iterable[FrozenTrial]) -> FrozenTrial:
+    """The highest-fitness trial (fewer GFLOPs, then the earlier trial, break ties)."""
+    return max(trials, key=best_key)
+
+
+def knee(front: list[FrozenTrial]) -> FrozenTrial:
+    """The front point farthest above the line joining its extremes in normalised (GFLOPs, fitness).
+
+    With fewer than three points, or no point above that line, the highest-fitness point.
+    """
+    if not front:
+        raise ValueError("empty front")
+    top = best(front)
+    if len(front) < 3:
+        return top
+    records = [read(t) for t in front]
+    xs = [r.objective_gflops for r in records]
+    ys = [r.objective_fitness for r in records]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if x1 == x0 or y1 == y0:
+        return top
+    pts = [((x - x0) / (x1 - x0), (y - y0) / (y1 - y0)) for x, y in zip(xs, ys, strict=True)]
+    (ax, ay), (bx, by) = pts[0], pts[-1]  # the front is sorted by GFLOPs: its two extremes
+    norm = math.hypot(bx - ax, by - ay)
+    # signed distance, positive above the line (more fitness for the GFLOPs than the straight trade-off)
+    dist = [((bx - ax) * (py - ay) - (by - ay) * (px - ax)) / norm for px, py in pts]
+    i = max(range(len(front)), key=lambda j: (dist[j], -j))
+    return front[i] if dist[i] > 1e-12 else top
+
+
+def count_outcomes(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> dict[str, int]:
+    """Trials per state (`complete`, `fail`, `running`, ...), per outcome, `feasible` and `total`.
+
+    Outcome counts follow the search report: `failed` is every FAIL trial, `trained` every trained one
+    (stopped early included, also counted in `stopped`), `rejected` and `reused` the complete ones.
+    """
+    trials = _trials(study_or_trials)
+    counts = {"total": len(trials), "feasible": 0, **{o.value: 0 for o in Outcome}}
+    for t in trials:
+        r = read(t)
+        counts[r.state.lower()] = counts.get(r.state.lower(), 0) + 1
+        counts["feasible"] += is_feasible(t)
+        if r.state == "FAIL":
+            counts["failed"] += 1
+        elif r.outcome in (Outcome.REJECTED, Outcome.REUSED):
+            counts[r.outcome.value] += 1
+        elif r.outcome is not None and r.outcome.scored:
+            counts["trained"] += 1
+            counts["stopped"] += r.outcome == Outcome.STOPPED
+    return counts
+
+
+def scored_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials that were trained (to the end or stopped early), not rejected or reused."""
+    return [t for t in _trials(study) if read(t).scored]
+
+
+def closest_to_budget(study: optuna.Study, budget: Budget, k: int = 5) -> list[FrozenTrial]:
+    """Up to k completed-but-infeasible trials with the smallest relative budget excess."""
+
+    def excess(t: FrozenTrial) -> float:
+        worst = 0.0
+        for key, value in t.constraints.items():
+            limit = {"gflops": budget.gflops, "params": budget.params}.get(key) or 1.0
+            worst = max(worst, float(value) / float(limit))
+        return worst
+
+    done = [t for t in _trials(study) if read(t).complete and not is_feasible(t)]
+    done.sort(key=lambda t: (excess(t), read(t).objective_gflops or math.inf, t.number))
+    return done[:k]
+
+
+def exportable_trial(study: optuna.Study, number: int) -> FrozenTrial:
+    """The trial with this number if it can be exported; NasError saying why not otherwise."""
+    trials = study.get_trials(deepcopy=False)
+    found = [t for t in trials if t.number == number]
+    name = study.study_name
+    if not found:
+        last = max((t.number for t in trials), default=None)
+        span = f"trials 0..{last}" if last is not None else "no trials"
+        raise NasError(f"study {name!r} has no trial {number} ({span}); list them with: nas pareto --study {name}")
+    t = found[0]
+    r = read(t)
+    if not r.complete:
+        extra = f": {r.fail_reason}" if r.fail_reason else ""
+        raise NasError(f"trial {number} of study {name!r} is {r.state}{extra}; "
+                       "choose a completed trial from `nas pareto`")
+    if not is_feasible(t):
+        over = ", ".join(f"{k} +{v:g}" for k, v in r.excess.items()) or "marked over budget"
+        raise NasError(f"trial {number} of study {name!r} is over the budget ({over}); "
+                       "choose a feasible trial from `nas pareto`")
+    return t
+
+
+def select_trial(
+    study: optuna.Study, *, trial: int | None = None, max_gflops: float | None = None, pick: str | None = None
+) -> FrozenTrial:
+    """The trial to export: `trial` number, else best fitness under `max_gflops`, else `pick` on the front."""
+    given = [x for x in (trial is not None, max_gflops is not None, pick is not None) if x]
+    if len(given) > 1:
+        raise NasError("give only one of --trial, --max-gflops and --pick")
+    if trial is not None:
+        return exportable_trial(study, trial)
+    front = pareto_front(study)
+    name = study.study_name
+    if not front:
+        n = len(study.get_trials(deepcopy=False))
+        raise NasError(f"study {name!r} has no feasible completed trial ({n} trials); "
+                       "run more trials with `nas search` or raise the budget")
+    if max_gflops is not None:
+        under = [t for t in front if read(t).objective_gflops <= max_gflops]
+        if not under:
+            least = min(read(t).objective_gflops for t in front)
+            raise NasError(f"no feasible trial of study {name!r} has <= {max_gflops:g} GFLOPs "
+                           f"(the lightest has {least:.4g}); raise --max-gflops")
+        return best(under)
+    pick = pick or "fitness"
+    if pick == "fitness":
+        return best(front)
+    if pick == "knee":
+        return knee(front)
+    raise NasError(f"--pick {pick!r} is not one of: {', '.join(PICKS)}")
+
+
+__all__ = ["PICKS", "best", "best_key", "closest_to_budget", "count_outcomes", "dominates", "exportable_trial",
+           "is_feasible", "knee", "pareto_front", "scored_trials", "select_trial"]

@@ -1,0 +1,237 @@
+"""The trial record: what one candidate left in the study, typed, written and read only here.
+
+Optuna keeps it as trial user attributes under the names in docs/CONTRACTS.md (`fitness`, `mAP50-95`,
+`outcome`, ...); everything else in nas reads a `TrialRecord` and writes through `write`, so the stored names
+live in one place and studies written by earlier versions still read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+
+class Outcome(str, Enum):
+    """What happened to a candidate; also the proxy trainer's status (trained, stopped or failed)."""
+
+    TRAINED = "trained"  # trained to the last epoch
+    STOPPED = "stopped"  # trained, stopped early (keeps its best score so far)
+    REJECTED = "rejected"  # over the budget, never trained
+    REUSED = "reused"  # same rendered model as a scored trial: its score is reused
+    FAILED = "failed"  # the proxy run failed (non-finite loss, an exception, out of memory)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def scored(self) -> bool:
+        """True when the candidate was trained by this trial (to the end or stopped early)."""
+        return self in (Outcome.TRAINED, Outcome.STOPPED)
+
+
+class CandidateFailed(Exception):  # noqa: N818 - the name says what happened
+    """A candidate's proxy run failed (Outcome.FAILED); the search records it and goes on."""
+
+
+INTERRUPTED = "interrupted by the user (Ctrl-C)"  # fail_reason of a trial a Ctrl-C stopped
+
+# TrialRecord field -> stored user attribute name (only where they differ)
+_STORED = {"mAP50_95": "mAP50-95"}
+
+
+@dataclass
+class TrialRecord:
+    """One trial as nas recorded it; every field is optional because a trial may stop at any stage."""
+
+    number: int = -1
+    state: str = "RUNNING"  # optuna TrialState name
+    values: tuple[float, ...] | None = None
+    constraints: dict[str, float] = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
+    arch: dict[str, Any] | None = None
+    model_hash: str | None = None
+    model_yaml: str | None = None
+    gflops: float | None = None
+    params: int | None = None
+    fitness: float | None = None
+    mAP50: float | None = None
+    mAP50_95: float | None = None
+    history: list[dict] = field(default_factory=list)
+    wall_time: float | None = None
+    seed: int | None = None
+    baseline: bool = False
+    over_budget: bool = False
+    fail_reason: str | None = None
+    reused_from: int | None = None
+    stopped_early: dict[str, Any] | None = None
+    outcome: Outcome | None = None
+    retry_of: int | None = None
+    claimed: bool = False  # holds one of the --trials training slots (claimed before training)
+    host: str | None = None  # machine and process that ran the trial (a dead process is failed at once)
+    pid: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "COMPLETE"
+
+    @property
+    def scored(self) -> bool:
+        """Complete and trained by this trial (not rejected, reused or failed)."""
+        return self.complete and self.outcome is not None and self.outcome.scored
+
+    @property
+    def objective_fitness(self) -> float | None:
+        """Fitness: the first objective value, else the stored `fitness` (failed trials)."""
+        return _num(self.values[0]) if self.values else self.fitness
+
+    @property
+    def objective_gflops(self) -> float | None:
+        """GFLOPs: the second objective value, else the stored `gflops` (failed trials)."""
+        return _num(self.values[1]) if self.values and len(self.values) > 1 else self.gflops
+
+    @property
+    def excess(self) -> dict[str, float]:
+        """Constraint values above 0: how far over the budget, per limit."""
+        return {k: float(v) for k, v in self.constraints.items() if float(v) > 0}
+
+
+def _num(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _outcome(value: Any) -> Outcome | None:
+    try:
+        return Outcome(value)
+    except ValueError:
+        return None
+
+
+def read(t: FrozenTrial) -> TrialRecord:
+    """The record of a trial (frozen or running); unknown or damaged attributes read as missing."""
+    a = t.user_attrs
+    choices = a.get("choices")
+    history = a.get("history")
+    stopped = a.get("stopped_early")
+    return TrialRecord(
+        number=t.number,
+        state=t.state.name if getattr(t, "state", None) is not None else "RUNNING",
+        values=tuple(t.values) if getattr(t, "values", None) else None,
+        constraints=dict(getattr(t, "constraints", None) or {}),
+        choices=choices if isinstance(choices, dict) else {},
+        arch=a.get("arch") if isinstance(a.get("arch"), dict) else None,
+        model_hash=a.get("model_hash"),
+        model_yaml=a.get("model_yaml") if isinstance(a.get("model_yaml"), str) else None,
+        gflops=_num(a.get("gflops")),
+        params=_int(a.get("params")),
+        fitness=_num(a.get("fitness")),
+        mAP50=_num(a.get("mAP50")),
+        mAP50_95=_num(a.get("mAP50-95")),
+        history=history if isinstance(history, list) else [],
+        wall_time=_num(a.get("wall_time")),
+        seed=_int(a.get("seed")),
+        baseline=a.get("baseline") is True,
+        over_budget=bool(a.get("over_budget")),
+        fail_reason=a.get("fail_reason"),
+        reused_from=_int(a.get("reused_from")),
+        stopped_early=stopped if isinstance(stopped, dict) else None,
+        outcome=_outcome(a.get("outcome")),
+        retry_of=_int(a.get("retry_of")),
+        claimed=a.get("claimed") is True,
+        host=a.get("host"),
+        pid=_int(a.get("pid")),
+    )
+
+
+def write(trial: optuna.Trial, **fields: Any) -> None:
+    """Store record fields on a running trial under their contract names (`mAP50_95` -> `mAP50-95`)."""
+    known = TrialRecord.__dataclass_fields__
+    for key, value in fields.items():
+        if key not in known or key in ("number", "state", "values", "constraints"):
+            raise TypeError(f"{key!r} is not a stored trial record field")
+        if isinstance(value, Outcome):
+            value = value.value
+        trial.set_user_attr(_STORED.get(key, key), value)
+
+
+def enqueue_attrs(**fields: Any) -> dict[str, Any]:
+    """Record fields as the user_attrs of `study.enqueue_trial` (the baseline mark, a retry's origin)."""
+    return {_STORED.get(k, k): (v.value if isinstance(v, Outcome) else v) for k, v in fields.items()}
+
+
+# ------------------------------------------------------------------------------------------- study
+
+
+@dataclass
+class StudyRecord:
+    """What `nas search` stores on the study itself (see docs/CONTRACTS.md)."""
+
+    space_hash: str | None = None
+    space_path: str | None = None
+    base: str | None = None
+    imgsz: tuple[int, int] | None = None
+    budget: dict[str, Any] | None = None
+    points: list[str] = field(default_factory=list)
+    proxy: dict[str, Any] | None = None
+    sampler: str | None = None
+    nas_version: str | None = None
+    created_by: str | None = None
+
+    @property
+    def made_by_nas(self) -> bool:
+        """True when `nas search` created the study (it writes `space_hash` last, after the rest)."""
+        return self.space_hash is not None
+
+
+def read_study(study: optuna.Study) -> StudyRecord:
+    """The study's nas attributes; missing ones read as None."""
+    a = study.user_attrs
+    imgsz = a.get("imgsz")
+    if isinstance(imgsz, int) and not isinstance(imgsz, bool):
+        imgsz = (imgsz, imgsz)
+    elif isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(_int(v) is not None for v in imgsz):
+        imgsz = (int(imgsz[0]), int(imgsz[1]))
+    else:
+        imgsz = None
+    points = a.get("points")
+    return StudyRecord(
+        space_hash=a.get("space_hash"),
+        space_path=a.get("space_path"),
+        base=a.get("base"),
+        imgsz=imgsz,
+        budget=a.get("budget") if isinstance(a.get("budget"), dict) else None,
+        points=list(points) if isinstance(points, list) else [],
+        proxy=a.get("proxy"),
+        sampler=a.get("sampler"),
+        nas_version=a.get("nas_version"),
+        created_by=a.get("created_by"),
+    )
+
+
+def study_attrs(record: StudyRecord) -> dict[str, Any]:
+    """A StudyRecord as the study user attrs to write (imgsz as [h, w], unset fields left out)."""
+    out: dict[str, Any] = {}
+    for key in StudyRecord.__dataclass_fields__:
+        value = getattr(record, key)
+        if key == "imgsz" and value is not None:
+            value = list(value)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+__all__ = ["INTERRUPTED", "CandidateFailed", "Outcome", "StudyRecord", "TrialRecord", "enqueue_attrs", "read",
+           "read_study", "study_attrs", "write"]

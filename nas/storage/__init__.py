@@ -1,0 +1,33 @@
+"""Study storage by concern: URLs (urls), opening storages and studies (open), heartbeats and dead trials
+(heartbeat), artifacts beside the study (artifacts)."""
+
+from nas.storage.artifacts import MODEL_YAML_ARTIFACT, artifact_dir, artifact_store, read_model_yaml, save_model_yaml
+from nas.storage.heartbeat import (
+    GRACE_PERIOD,
+    HEARTBEAT_ATTR,
+    HEARTBEAT_INTERVAL,
+    fail_dead_trials,
+    fail_stale_trials,
+    trial_heartbeat,
+)
+from nas.storage.open import create_or_resume, load_nas_study, load_study, resolve_storage, study_names
+from nas.storage.urls import (
+    DEFAULT_STORAGE,
+    is_journal,
+    is_sqlite,
+    journal_path,
+    mask_url,
+    normalize_url,
+    refuse_sqlite_with_workers,
+    sqlite_path,
+    storage_label,
+)
+
+__all__ = [
+    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_ATTR", "HEARTBEAT_INTERVAL", "MODEL_YAML_ARTIFACT", "artifact_dir",
+    "artifact_store", "create_or_resume", "fail_dead_trials", "fail_stale_trials", "is_journal", "is_sqlite",
+    "journal_path",
+    "load_nas_study", "load_study", "mask_url", "normalize_url", "read_model_yaml", "refuse_sqlite_with_workers",
+    "resolve_storage",
+    "save_model_yaml", "sqlite_path", "storage_label", "study_names", "trial_heartbeat",
+]

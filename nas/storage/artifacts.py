@@ -1,0 +1,90 @@
+"""Artifacts beside a study: the file-system artifact store and each trial's rendered model YAML."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nas.errors import NasError
+from nas.storage.urls import journal_path, normalize_url, one_line, sqlite_path
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import FrozenTrial
+
+MODEL_YAML_ARTIFACT = "model-trial{number}.yaml"
+
+
+def artifact_dir(storage_url: str | None = None) -> Path:
+    """Artifact folder: `<db stem>-artifacts/` beside a SQLite/journal file, else `studies/artifacts/`."""
+    url = normalize_url(storage_url)
+    path = sqlite_path(url) or journal_path(url)
+    if path is None:
+        return Path("studies") / "artifacts"
+    return path.parent / f"{path.stem}-artifacts"
+
+
+def artifact_store(storage_url: str | None = None, base_path: str | Path | None = None) -> FileSystemArtifactStore:
+    """The file-system artifact store kept beside the study database (folder created)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    folder = Path(base_path) if base_path is not None else artifact_dir(storage_url)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NasError(f"cannot create the artifact folder {folder}: {one_line(e)}; choose a writable place") from None
+    return FileSystemArtifactStore(folder)
+
+
+def _frozen(study: optuna.Study, trial: optuna.Trial | FrozenTrial | int) -> optuna.Trial | FrozenTrial:
+    if isinstance(trial, int):
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
+        if not found:
+            raise NasError(f"study {study.study_name!r} has no trial {trial}")
+        return found[0]
+    return trial
+
+
+def save_model_yaml(
+    study: optuna.Study, trial: optuna.Trial | FrozenTrial | int, text: str, store: FileSystemArtifactStore
+) -> str:
+    """Upload a trial's rendered model YAML as an artifact (`model-trial<N>.yaml`); returns the artifact id.
+
+    `trial` is an optuna Trial, a FrozenTrial or a trial number of `study`.
+    """
+    from optuna.artifacts import upload_artifact
+
+    target = _frozen(study, trial)
+    with tempfile.TemporaryDirectory(prefix="nas-artifact-") as tmp:
+        path = Path(tmp) / MODEL_YAML_ARTIFACT.format(number=target.number)
+        path.write_text(text, encoding="utf-8")
+        return upload_artifact(
+            artifact_store=store,
+            file_path=str(path),
+            study_or_trial=target,
+            storage=study._storage,
+            mimetype="text/yaml",
+        )
+
+
+def read_model_yaml(
+    study: optuna.Study, trial: optuna.Trial | FrozenTrial | int, store: FileSystemArtifactStore
+) -> str | None:
+    """The model YAML artifact of a trial (the last one uploaded), or None when it has none."""
+    from optuna.artifacts import get_all_artifact_meta
+
+    target = _frozen(study, trial)
+    name = MODEL_YAML_ARTIFACT.format(number=target.number)
+    metas = [m for m in get_all_artifact_meta(target, storage=study._storage) if m.filename == name]
+    if not metas:
+        return None
+    for meta in reversed(metas):
+        try:
+            with store.open_reader(meta.artifact_id) as f:
+                return f.read().decode("utf-8")
+        except Exception:  # noqa: BLE001 - artifact file removed: try an older upload
+            continue
+    return None
+

@@ -1,0 +1,87 @@
+"""Worker processes of `nas search --workers K`: the extra processes that share the study, their threads,
+and how a Ctrl-C reaches them. The first process runs the live view; each extra one logs to studies/."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from nas.search import SearchOptions
+
+LOG_DIR = Path("studies")
+
+
+def worker_command(opts: SearchOptions) -> list[str]:
+    """The command line of one extra worker process for --workers K (same study, one worker each)."""
+    cmd = [sys.executable, "-m", "nas.cli", "search", "--space", str(opts.space), "--trials", str(opts.trials),
+           "--sampler", opts.sampler, "--seed", str(opts.seed), "--epochs", str(opts.epochs),
+           "--imgsz", str(opts.imgsz), "--batch", str(opts.batch), "--device", opts.device, "--workers", "1",
+           "--worker"]
+    budget = opts.budget
+    if budget.gflops is not None:
+        cmd += ["--budget", f"{budget.gflops!r}gflops"]
+    if budget.params is not None:
+        cmd += ["--budget", f"{budget.params}params"]
+    for flag, value in (("--study", opts.study), ("--storage", opts.storage), ("--data", opts.data)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if opts.timeout is not None:
+        cmd += ["--timeout", f"{opts.timeout:g}"]
+    if not opts.early_stop:
+        cmd.append("--no-early-stop")
+    return cmd
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads per process when K processes share this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def set_threads(workers: int) -> int:
+    """Set this process's torch threads for K workers (NAS_THREADS, set for spawned workers, wins)."""
+    import torch
+
+    threads = int(os.environ.get("NAS_THREADS", threads_per_worker(workers)))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def spawn_workers(opts: SearchOptions, study_name: str) -> list[subprocess.Popen]:
+    """Start K-1 extra worker processes on the study, each logging to studies/<study>-worker<k>.log."""
+    if opts.workers <= 1:
+        return []
+    threads = set_threads(opts.workers)
+    env = dict(os.environ, NAS_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    LOG_DIR.mkdir(exist_ok=True)
+    children = []
+    for k in range(1, opts.workers):
+        log = open(LOG_DIR / f"{study_name}-worker{k}.log", "a")  # noqa: SIM115 - owned by the child
+        children.append(subprocess.Popen(worker_command(opts), env=env, stdout=log, stderr=log))
+    return children
+
+
+@contextmanager
+def workers_stop_with_us(children: list[subprocess.Popen]) -> Iterator[None]:
+    """On Ctrl-C pass SIGINT on to the workers and wait for them (each marks its trial for a re-run);
+    on a normal end wait for them to finish their trials."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        for child in children:
+            child.send_signal(signal.SIGINT)
+        for child in children:
+            child.wait(timeout=60)
+        raise
+    for child in children:
+        child.wait()
+
+
+__all__ = ["set_threads", "spawn_workers", "threads_per_worker", "worker_command", "workers_stop_with_us"]
