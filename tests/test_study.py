@@ -71,7 +71,8 @@ def test_normalize_and_mask() -> None:
     assert S.normalize_url(None) == S.DEFAULT_STORAGE == "sqlite:///studies/nas.db"
     assert S.normalize_url("mysql://root@h/db") == "mysql+pymysql://root@h/db"
     assert S.normalize_url("mariadb://root@h/db") == "mysql+pymysql://root@h/db"
-    assert S.normalize_url("postgresql://u@h/db").startswith("postgresql")
+    assert S.normalize_url("postgresql://u@h/db") == "postgresql://u@h/db"  # the driver SQLAlchemy picks: psycopg 3
+    assert S.normalize_url("postgres://u@h/db") == "postgresql://u@h/db"
     assert S.normalize_url("mysql+mysqldb://u@h/db") == "mysql+mysqldb://u@h/db"
     assert S.normalize_url("journal:studies/x.journal") == "journal:studies/x.journal"
     assert S.normalize_url("runs/x.journal") == "journal:runs/x.journal"
@@ -315,6 +316,22 @@ def test_sqlite_running_trials_are_dead_at_start(in_tmp: Path) -> None:
     trial.suggest_int("x", 0, 10)
     again = S.create_or_resume(None, "s", space_hash="h", attrs=ATTRS, sampler=None)
     assert [t.state for t in again.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+
+
+@pytest.mark.services
+def test_plain_postgresql_url_reads_a_nas_study_in_optuna_too() -> None:
+    """The URL nas prints is the one Optuna and optuna-dashboard open: both use psycopg 3 for postgresql://."""
+    pytest.importorskip("psycopg")
+    name = f"nas-test-{uuid.uuid4().hex[:8]}"
+    try:
+        S.create_or_resume(PG_URL, name, space_hash="h", attrs=ATTRS, sampler=None)
+    except NasError as e:
+        pytest.skip(f"PostgreSQL is not reachable: {e}")
+    try:
+        study = optuna.load_study(study_name=name, storage=PG_URL)  # no nas in between
+        assert study.user_attrs["space_hash"] == "h"
+    finally:
+        optuna.delete_study(study_name=name, storage=PG_URL)
 
 
 # ------------------------------------------------------------------------------------ concurrency
