@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from nas.pareto import best, count_outcomes, pareto_front
 from nas.record import Outcome, TrialRecord
 
 
@@ -45,15 +46,13 @@ class Display:
                         trial_end=self.trial_end)
 
     def _refresh_counts(self) -> None:
-        from nas.search import Summary, summarize
-
-        s = summarize(self.study, Summary(self.study.study_name, self.storage))
-        self.counts = {"trained": s.trained, "rejected": s.rejected, "reused": s.reused, "failed": s.failed,
-                       "stopped": s.stopped_early}
-        self.front = len(s.front)
-        if s.front:
-            best = max(s.front, key=lambda r: r["fitness"])
-            self.best = (best["fitness"], best["trial"], best["gflops"])
+        counts = count_outcomes(self.study)
+        self.counts = {k: counts[k] for k in ("trained", "rejected", "reused", "failed", "stopped")}
+        front = pareto_front(self.study)
+        self.front = len(front)
+        if front:
+            top = best(front)
+            self.best = (top.values[0], top.number, top.values[1])
 
     def trial_start(self, number, choices, gflops) -> None:
         self.trial_started = time.monotonic()
