@@ -1,4 +1,5 @@
-"""Datasets: data YAML resolution, labels, letterbox, broken datasets, coco8, augmentation, synthetic data."""
+"""Datasets: data YAML resolution, labels, letterbox, broken datasets, coco8, augmentation (synthetic data:
+test_synthetic.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from PIL import Image
 
 from nas.data import (
     Augment,
-    SyntheticConfig,
     batches,
     clear_memory_cache,
     label_path,
@@ -20,7 +20,6 @@ from nas.data import (
     load_data_yaml,
     load_split,
     parse_labels,
-    synthetic_dataset,
 )
 from nas.data.augment import color_jitter, hflip, hsv_gains, mosaic, random_affine
 from nas.data.dataset import training_sample
@@ -350,41 +349,3 @@ def test_training_samples_are_a_function_of_the_seed(tmp_path):
         for x, y in zip(a, b, strict=True)
     )
     assert any(not (x[0] == z[0]).all() for x, z in zip(a, c, strict=True))
-
-
-def test_synthetic_dataset_is_deterministic_and_cached(tmp_path):
-    cfg = SyntheticConfig(n_train=6, n_val=3, size=96, seed=3)
-    y1 = synthetic_dataset(cfg, tmp_path / "c1")
-    y2 = synthetic_dataset(cfg, tmp_path / "c2")
-    files1 = sorted(p.relative_to(y1.parent) for p in y1.parent.rglob("*") if p.is_file())
-    files2 = sorted(p.relative_to(y2.parent) for p in y2.parent.rglob("*") if p.is_file())
-    assert files1 == files2 and len(files1) == 2 * 9 + 2
-    for f in files1:
-        assert (y1.parent / f).read_bytes() == (y2.parent / f).read_bytes(), f
-    # cached: the second call returns the same folder without rewriting it
-    stamp = (y1.parent / "images" / "train" / "000000.jpg").stat().st_mtime_ns
-    assert synthetic_dataset(cfg, tmp_path / "c1") == y1
-    assert (y1.parent / "images" / "train" / "000000.jpg").stat().st_mtime_ns == stamp
-    # another seed, another dataset (and another cache key)
-    y3 = synthetic_dataset(SyntheticConfig(n_train=6, n_val=3, size=96, seed=4), tmp_path / "c1")
-    assert y3 != y1
-    assert (y3.parent / "images/train/000000.jpg").read_bytes() != (y1.parent / "images/train/000000.jpg").read_bytes()
-    # more images keep the first ones (each image has its own seed)
-    y4 = synthetic_dataset(SyntheticConfig(n_train=8, n_val=3, size=96, seed=3), tmp_path / "c1")
-    assert (y4.parent / "labels/train/000005.txt").read_text() == (y1.parent / "labels/train/000005.txt").read_text()
-
-
-def test_synthetic_dataset_content(tmp_path):
-    cfg = SyntheticConfig(n_train=40, n_val=4, size=128, nc=4)
-    spec = load_data_yaml(synthetic_dataset(cfg, tmp_path))
-    assert spec.names == ["red circle", "blue square", "green triangle", "yellow cross"]
-    train = load_split(spec, "train", 128)
-    assert train.skipped == {"images": 0, "label_files": 0, "label_lines": 0}
-    lb = np.concatenate(train.labels0)
-    assert set(lb[:, 0].astype(int)) == {0, 1, 2, 3}
-    sizes = np.sqrt(lb[:, 3] * lb[:, 4]) * 128
-    assert sizes.min() < 12 and sizes.max() > 40  # a few pixels to large
-    heights = {h for h, _ in train.shapes0}
-    assert 128 in heights and len(heights) > 1  # square and shorter images (letterboxed)
-    with pytest.raises(NasError, match="nc=9"):
-        SyntheticConfig(nc=9)
