@@ -1,4 +1,5 @@
-"""Datasets: data YAML resolution, labels, letterbox, broken datasets, coco8, augmentation, synthetic data."""
+"""Datasets: data YAML resolution, labels, letterbox, broken datasets, coco8, augmentation (synthetic data:
+test_synthetic.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from PIL import Image
 
 from nas.data import (
     Augment,
-    SyntheticConfig,
     batches,
     clear_memory_cache,
     label_path,
@@ -20,7 +20,6 @@ from nas.data import (
     load_data_yaml,
     load_split,
     parse_labels,
-    synthetic_dataset,
 )
 from nas.data.augment import color_jitter, hflip, hsv_gains, mosaic, random_affine
 from nas.data.dataset import training_sample
@@ -124,8 +123,8 @@ def test_parse_labels_skips_bad_lines(tmp_path):
         "1 0.1 0.1 0.3 0.1 0.3 0.3\n"  # polygon -> box
     )
     lb, problems = parse_labels(p, nc=2)
-    assert len(problems) == 5
-    assert all(q.startswith("x.txt:") for q in problems)
+    assert [(q.line, q.kind) for q in problems] == [(2, "columns"), (3, "number"), (4, "class"), (5, "box"), (6, "box")]
+    assert str(problems[0]) == "x.txt:2 has 4 values, expected 5"
     assert lb.shape == (3, 5)
     assert lb[2].tolist() == pytest.approx([1, 0.2, 0.2, 0.2, 0.2])
     assert lb[:, 1:].min() >= 0 and (lb[:, 1:3] + lb[:, 3:5] / 2).max() <= 1
@@ -140,18 +139,106 @@ def test_broken_dataset_is_skipped_with_one_warning(tmp_path, caplog):
     (tmp_path / "ds" / "labels" / "train" / "2.txt").unlink()  # no label file: a background image
     with caplog.at_level(logging.WARNING, logger="nas.data"):
         train = load_split(load_data_yaml(y), "train", 64)
-    assert len(train) == 4
-    assert train.skipped == {"images": 2, "label_lines": 2}
+    assert [f.name for f in train.files] == ["0.png", "2.png", "3.png"]  # 1.png: its label file is corrupt
+    assert train.skipped == {"images": 2, "label_files": 1, "label_lines": 2}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     msg = warnings[0].getMessage()
-    assert "2 corrupt image(s)" in msg and "2 bad label line(s)" in msg and "bad.jpg" in msg and "1.txt:2" in msg
-    assert len(train.labels[1]) == 1 and len(train.labels[2]) == 0
+    assert "2 corrupt image(s)" in msg and "1 image(s) with a corrupt label file" in msg and "2 bad line(s)" in msg
+    assert "bad.jpg" in msg and "1.txt:2" in msg
+    assert len(train.labels[0]) == 2 and len(train.labels[1]) == 0  # 2.png has no label file: a background image
     # every image corrupt -> a clear error, not a crash
     for f in (tmp_path / "ds" / "images" / "val").iterdir():
         f.write_bytes(b"garbage")
     with pytest.raises(NasError, match="no readable images"):
         load_split(load_data_yaml(y), "val", 64)
+
+
+def write_labels(root: Path, split: str, lines: dict[str, str]) -> None:
+    for name, text in lines.items():
+        (root / "labels" / split / f"{name}.txt").write_text(text)
+
+
+@pytest.mark.parametrize(
+    "line, why, fix",
+    [
+        ("0 0.5 0.5 0.2", "has 4 values, expected 5", "one 'class cx cy w h' line per object"),
+        ("2 0.5 0.5 0.2 0.2", "class 2 not in 0..1", "class ids 0..1"),
+        ("1 120 80 40 30", "box reaches outside 0..1", "normalise boxes by the image size"),
+        ("1 -0.5 0.5 0.2 0.2", "box reaches outside 0..1", "normalise boxes"),
+        ("1 0.5 0.5 -0.2 0.2", "box is empty", "normalise boxes"),
+        ("cat 0.5 0.5 0.2 0.2", "not numbers: 'cat 0.5", "numbers only"),
+        ("1 0.5 nan 0.2 0.2", "has a value that is not finite", "numbers only"),
+    ],
+)
+def test_a_split_of_invalid_labels_is_one_error(tmp_path, line, why, fix):
+    """Every label line invalid: not a model scored on nothing, but one line naming split, file:line, why, fix."""
+    y = make_dataset(tmp_path / "ds", n_val=3)
+    write_labels(tmp_path / "ds", "val", {"0": f"{line}\n", "1": f"{line}\n{line}\n", "2": ""})
+    assert len(load_split(load_data_yaml(y), "train", 64)) == 3  # the train split is fine
+    with pytest.raises(NasError) as e:
+        load_split(load_data_yaml(y), "val", 64)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("val split")
+    assert str(tmp_path / "ds" / "labels" / "val") in msg and str(y) in msg
+    assert f"0.txt:1 {why}" in msg and f"1.txt:1 {why}" in msg and "1.txt:2" in msg
+    assert "3 bad line(s) in 2 file(s)" in msg
+    assert fix in msg.split("; fix: ")[1]
+
+
+def test_the_first_bad_lines_and_every_fix_are_named(tmp_path):
+    y = make_dataset(tmp_path / "ds", n_val=2)
+    write_labels(tmp_path / "ds", "val", {"0": "0 0.5 0.5 0.2\n5 0.5 0.5 0.1 0.1\n", "1": "0 10 10 5 5\nx\n0 1\n"})
+    with pytest.raises(NasError) as e:
+        load_split(load_data_yaml(y), "val", 64)
+    msg = str(e.value)
+    assert "0.txt:1 has 4 values" in msg and "0.txt:2 class 5 not in 0..1" in msg and "1.txt:1 box" in msg
+    assert "and 2 more" in msg and "1.txt:2" not in msg
+    for fix in ("one 'class cx cy w h' line", "class ids 0..1", "normalise boxes", "numbers only"):
+        assert fix in msg
+
+
+def test_some_corrupt_label_files_drop_their_images_with_a_warning(tmp_path, caplog):
+    """As in YOLOv5: an image whose label file has a bad line is left out; valid images still train."""
+    y = make_dataset(tmp_path / "ds", n_train=4)
+    write_labels(tmp_path / "ds", "train", {"1": "0 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2 0.2\n", "3": "0 0.5 0.5\n"})
+    with caplog.at_level(logging.WARNING, logger="nas.data"):
+        train = load_split(load_data_yaml(y), "train", 64)
+    assert [f.name for f in train.files] == ["0.png", "2.png"]
+    assert [len(lb) for lb in train.labels] == [2, 2]
+    assert train.skipped == {"images": 0, "label_files": 2, "label_lines": 2}
+    (msg,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "1.txt:2 class 3 not in 0..1" in msg and "3.txt:1 has 3 values" in msg
+    # every image whose labels are valid is a background image: nothing left to learn -> the error
+    write_labels(tmp_path / "ds", "train", {"0": "", "2": "\n"})
+    with pytest.raises(NasError, match=r"train split .* has no valid label: 2 bad line\(s\) in 2 file\(s\)"):
+        load_split(load_data_yaml(y), "train", 64)
+
+
+def test_a_split_without_any_label_is_an_error(tmp_path):
+    """Missing or empty label files are background images; a split of nothing but those is a mistake."""
+    y = make_dataset(tmp_path / "ds")
+    (tmp_path / "ds" / "labels" / "val" / "0.txt").write_text("")
+    (tmp_path / "ds" / "labels" / "val" / "1.txt").unlink()
+    with pytest.raises(NasError) as e:
+        load_split(load_data_yaml(y), "val", 64)
+    assert "val split" in str(e.value) and "no labels" in str(e.value)
+    assert str(tmp_path / "ds" / "labels" / "val" / "0.txt") in str(e.value)
+
+
+def test_cli_evaluate_on_invalid_labels_exits_2_with_one_error_line(tmp_path):
+    from click.testing import CliRunner
+
+    from nas.cli import main
+
+    y = make_dataset(tmp_path / "ds", n_train=2, n_val=2)
+    write_labels(tmp_path / "ds", "train", {"0": "0 12 8 4 6\n", "1": "1 30 20 10 10\n0 5 5 2 2\n"})
+    r = CliRunner().invoke(main, ["evaluate", "yolov5n", "--data", str(y), "--epochs", "1", "--imgsz", "64"])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: train split"), lines
+    assert "0.txt:1 box reaches outside 0..1" in lines[0] and "normalise boxes" in lines[0]
+    assert "Traceback" not in r.output and r.stdout == ""
 
 
 def test_letterbox_geometry():
@@ -196,7 +283,8 @@ def test_coco8():
     spec = load_data_yaml(COCO8 / "coco8.yaml")
     assert spec.nc == 80 and spec.names[0] == "person"
     val = load_split(spec, "val", 128)
-    assert len(val) == 4 and val.images.shape == (4, 128, 128, 3) and val.skipped == {"images": 0, "label_lines": 0}
+    assert len(val) == 4 and val.images.shape == (4, 128, 128, 3)
+    assert val.skipped == {"images": 0, "label_files": 0, "label_lines": 0}
     for i, f in enumerate(val.files):
         lines = [x for x in label_path(f).read_text().splitlines() if x.strip()]
         assert len(val.labels0[i]) == len(set(lines))
@@ -261,41 +349,3 @@ def test_training_samples_are_a_function_of_the_seed(tmp_path):
         for x, y in zip(a, b, strict=True)
     )
     assert any(not (x[0] == z[0]).all() for x, z in zip(a, c, strict=True))
-
-
-def test_synthetic_dataset_is_deterministic_and_cached(tmp_path):
-    cfg = SyntheticConfig(n_train=6, n_val=3, size=96, seed=3)
-    y1 = synthetic_dataset(cfg, tmp_path / "c1")
-    y2 = synthetic_dataset(cfg, tmp_path / "c2")
-    files1 = sorted(p.relative_to(y1.parent) for p in y1.parent.rglob("*") if p.is_file())
-    files2 = sorted(p.relative_to(y2.parent) for p in y2.parent.rglob("*") if p.is_file())
-    assert files1 == files2 and len(files1) == 2 * 9 + 2
-    for f in files1:
-        assert (y1.parent / f).read_bytes() == (y2.parent / f).read_bytes(), f
-    # cached: the second call returns the same folder without rewriting it
-    stamp = (y1.parent / "images" / "train" / "000000.jpg").stat().st_mtime_ns
-    assert synthetic_dataset(cfg, tmp_path / "c1") == y1
-    assert (y1.parent / "images" / "train" / "000000.jpg").stat().st_mtime_ns == stamp
-    # another seed, another dataset (and another cache key)
-    y3 = synthetic_dataset(SyntheticConfig(n_train=6, n_val=3, size=96, seed=4), tmp_path / "c1")
-    assert y3 != y1
-    assert (y3.parent / "images/train/000000.jpg").read_bytes() != (y1.parent / "images/train/000000.jpg").read_bytes()
-    # more images keep the first ones (each image has its own seed)
-    y4 = synthetic_dataset(SyntheticConfig(n_train=8, n_val=3, size=96, seed=3), tmp_path / "c1")
-    assert (y4.parent / "labels/train/000005.txt").read_text() == (y1.parent / "labels/train/000005.txt").read_text()
-
-
-def test_synthetic_dataset_content(tmp_path):
-    cfg = SyntheticConfig(n_train=40, n_val=4, size=128, nc=4)
-    spec = load_data_yaml(synthetic_dataset(cfg, tmp_path))
-    assert spec.names == ["red circle", "blue square", "green triangle", "yellow cross"]
-    train = load_split(spec, "train", 128)
-    assert train.skipped == {"images": 0, "label_lines": 0}
-    lb = np.concatenate(train.labels0)
-    assert set(lb[:, 0].astype(int)) == {0, 1, 2, 3}
-    sizes = np.sqrt(lb[:, 3] * lb[:, 4]) * 128
-    assert sizes.min() < 12 and sizes.max() > 40  # a few pixels to large
-    heights = {h for h, _ in train.shapes0}
-    assert 128 in heights and len(heights) > 1  # square and shorter images (letterboxed)
-    with pytest.raises(NasError, match="nc=9"):
-        SyntheticConfig(nc=9)

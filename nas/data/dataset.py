@@ -143,12 +143,35 @@ def label_path(image: Path) -> Path:
     return Path(s).with_suffix(".txt")
 
 
-def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, list[str]]:
-    """Read one label file -> ((k, 5) float32 [cls, cx, cy, w, h], problems). Missing file -> no labels.
+@dataclass(frozen=True)
+class LabelProblem:
+    """One bad label line (line 0: the whole file), why it is bad, and which fix applies (kind)."""
 
-    Bad lines (wrong column count, not numbers, class outside 0..nc-1, box outside the image or empty)
-    are skipped and described; polygon lines (class x1 y1 x2 y2 ...) become their bounding box;
-    coordinates a hair outside [0, 1] are clipped; exact duplicate lines are dropped.
+    file: Path
+    line: int
+    kind: str  # one of LABEL_FIXES
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.file.name}:{self.line} {self.why}" if self.line else f"{self.file.name}: {self.why}"
+
+
+LABEL_FIXES = {
+    "columns": "write one 'class cx cy w h' line per object",
+    "number": "write numbers only",
+    "class": "use class ids 0..{last} or name every class under 'names' in {where}",
+    "box": "normalise boxes by the image size (cx/width, cy/height, w/width, h/height, all in 0..1)",
+    "file": "save the label files as plain UTF-8 text",
+}
+
+
+def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, list[LabelProblem]]:
+    """Read one label file -> ((k, 5) float32 [cls, cx, cy, w, h] of its good lines, problems).
+
+    A missing or empty file means no objects. Bad lines (wrong column count, not numbers, class outside
+    0..nc-1, box outside the image or empty) are left out and described; polygon lines (class x1 y1 x2
+    y2 ...) become their bounding box; coordinates a hair outside [0, 1] are clipped; exact duplicate
+    lines are dropped.
     """
     if not path.is_file():
         return np.zeros((0, 5), dtype=np.float32), []
@@ -156,7 +179,8 @@ def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, list[str]]:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        return np.zeros((0, 5), dtype=np.float32), [f"{path.name}: unreadable ({e.__class__.__name__})"]
+        problem = LabelProblem(path, 0, "file", f"unreadable ({e.__class__.__name__})")
+        return np.zeros((0, 5), dtype=np.float32), [problem]
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -164,23 +188,27 @@ def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, list[str]]:
         try:
             v = [float(x) for x in parts]
         except ValueError:
-            problems.append(f"{path.name}:{n} not numbers")
+            problems.append(LabelProblem(path, n, "number", f"not numbers: {line.strip()[:30]!r}"))
             continue
         if len(v) > 6 and len(v) % 2 == 1:  # polygon
             xy = np.asarray(v[1:]).reshape(-1, 2)
             lo, hi = xy.min(0), xy.max(0)
             v = [v[0], *((lo + hi) / 2), *(hi - lo)]
         if len(v) != 5:
-            problems.append(f"{path.name}:{n} has {len(parts)} values, expected 5")
+            problems.append(LabelProblem(path, n, "columns", f"has {len(parts)} values, expected 5"))
             continue
         c, x, y, w, h = v
-        if not all(np.isfinite(v)) or c != int(c) or not 0 <= c < nc:
-            problems.append(f"{path.name}:{n} class {parts[0]} not in 0..{nc - 1}")
+        if not all(np.isfinite(v)):
+            problems.append(LabelProblem(path, n, "number", "has a value that is not finite"))
+            continue
+        if c != int(c) or not 0 <= c < nc:
+            problems.append(LabelProblem(path, n, "class", f"class {parts[0]} not in 0..{nc - 1}"))
             continue
         x1, y1, x2, y2 = x - w / 2, y - h / 2, x + w / 2, y + h / 2
         tol = 0.01
         if w <= 0 or h <= 0 or min(x1, y1) < -tol or max(x2, y2) > 1 + tol:
-            problems.append(f"{path.name}:{n} box outside the image or empty (not normalised?)")
+            why = "box is empty" if w <= 0 or h <= 0 else "box reaches outside 0..1 (pixels, not normalised?)"
+            problems.append(LabelProblem(path, n, "box", why))
             continue
         x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, 1.0), min(y2, 1.0)
         rows.append((c, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
@@ -189,6 +217,19 @@ def parse_labels(path: Path, nc: int) -> tuple[np.ndarray, list[str]]:
         _, first = np.unique(lb, axis=0, return_index=True)
         lb = lb[np.sort(first)]
     return lb, problems
+
+
+def label_error(split: str, where: str, nc: int, problems: list[LabelProblem], n_files: int) -> NasError:
+    """The error for a split none of whose labels is usable: the folder, the first bad lines, the fixes."""
+    folder = problems[0].file.parent
+    shown = "; ".join(str(p) for p in problems[:3])
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    kinds = dict.fromkeys(p.kind for p in problems)
+    fixes = "; ".join(LABEL_FIXES[k].format(last=nc - 1, where=where) for k in kinds)
+    return NasError(
+        f"{split} split (from {where}) has no valid label: {len(problems)} bad line(s) in {n_files} file(s) "
+        f"under {folder}: {shown}{more}; fix: {fixes}"
+    )
 
 
 def _open_rgb(path: Path) -> Image.Image:
@@ -272,10 +313,12 @@ def clear_memory_cache() -> None:
 def load_split(
     spec: DataSpec, split: str, size: int, cache: bool | None = None, workers: int | None = None
 ) -> ImageSet:
-    """Read and letterbox one split ("train" or "val"), skipping corrupt images and bad label lines.
+    """Read and letterbox one split ("train" or "val"), skipping corrupt images and corrupt label files.
 
-    cache: keep letterboxed pixels in memory (None: when under CACHE_BUDGET). Splits already loaded in
-    this process with unchanged files are reused. Problems are counted and reported in one warning.
+    An image whose label file has a bad line is left out (YOLOv5's rule); a split left without a single
+    valid label that way is a NasError naming the first bad lines. cache: keep letterboxed pixels in
+    memory (None: when under CACHE_BUDGET). Splits already loaded in this process with unchanged files
+    are reused. Problems are counted and reported in one warning.
     """
     where = str(spec.yaml) if spec.yaml else "the data dict"
     files = list_images(getattr(spec, split), split, where)
@@ -304,7 +347,7 @@ def load_split(
     with ThreadPoolExecutor(workers) as pool:
         decoded = list(pool.map(read, files))
 
-    bad_images, bad_lines = [], []
+    bad_images, bad_lines, bad_files = [], [], 0
     kept, arrays, labels, labels0, shapes, ratios, pads = [], [], [], [], [], [], []
     for f, (res, err) in zip(files, decoded, strict=True):
         if res is None:
@@ -312,7 +355,10 @@ def load_split(
             continue
         arr, shape0, ratio, pad = res
         lb, problems = parse_labels(label_path(f), spec.nc)
-        bad_lines += problems
+        if problems:  # as in YOLOv5, a corrupt label file drops its image: its unlabelled objects would teach
+            bad_lines += problems  # "background" in training and count as false positives in validation
+            bad_files += 1
+            continue
         kept.append(f)
         arrays.append(arr)
         shapes.append(shape0)
@@ -320,20 +366,26 @@ def load_split(
         pads.append(pad)
         labels0.append(lb)
         labels.append(labels_to_letterbox(lb, shape0, ratio, pad, size))
+    if not kept and not bad_lines:
+        raise NasError(f"{split} split has no readable images ({len(files)} corrupt) in {where}; replace them")
+    if not any(len(lb) for lb in labels0):  # background images are fine, a split of nothing else is not
+        if bad_lines:
+            raise label_error(split, where, spec.nc, bad_lines, bad_files)
+        raise NasError(
+            f"{split} split (from {where}) has no labels: none of its {len(kept)} image(s) has a label line "
+            f"(looked for e.g. {label_path(kept[0])}); put one 'class cx cy w h' line per object there"
+        )
     if bad_images or bad_lines:
-        shown = (bad_images + bad_lines)[:4]
+        shown = (bad_images + [str(p) for p in bad_lines])[:4]
         more = len(bad_images) + len(bad_lines) - len(shown)
         log.warning(
-            f"{split}: skipped {len(bad_images)} corrupt image(s) and {len(bad_lines)} bad label line(s): "
-            + "; ".join(shown)
-            + (f"; and {more} more" if more > 0 else "")
+            f"{split}: skipped {len(bad_images)} corrupt image(s) and {bad_files} image(s) with a corrupt label file "
+            f"({len(bad_lines)} bad line(s)): " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
         )
-    if not kept:
-        raise NasError(f"{split} split has no readable images ({len(files)} corrupt) in {where}; replace them")
     images = np.stack(arrays) if keep_pixels else None
     out = ImageSet(
         kept, size, list(spec.names), labels, labels0, shapes, ratios, pads, images,
-        {"images": len(bad_images), "label_lines": len(bad_lines)},
+        {"images": len(bad_images), "label_files": bad_files, "label_lines": len(bad_lines)},
     )  # fmt: skip
     _MEMORY[key] = out
     while len(_MEMORY) > MEMORY_CACHE_SIZE:

@@ -1,10 +1,21 @@
-"""The built-in synthetic detection dataset: coloured shapes on cluttered backgrounds, in YOLO format.
+"""The built-in synthetic detection dataset: shapes on cluttered scenes, where some classes need context.
 
-A class is a (shape, colour) pair, and the same shapes in other colours, plus other shapes, appear as
-unlabelled distractors: a detector must combine shape and colour. Objects range from a few pixels to
+Every image is a *scene* of one of three kinds, shown only by a banner of the scene's colour (orange,
+cyan or purple) along one image edge; objects keep a clear margin (a fifth of the image) from it.
+- Local classes are a (shape, colour) pair, e.g. "red circle": the object alone tells its class.
+- Context classes look identical (a white diamond) and differ only by the scene: "white diamond
+  (orange scene)" vs "(cyan scene)" vs "(purple scene)". A window around the object cannot tell them
+  apart; the banner, far away, can. Global pooling (GE extent=global, SGE), linear attention (FLA),
+  routed attention (BiFormer) and focal modulation's global context bring that distant cue to the
+  object, which a stack of local convolutions does only through its slowly-growing receptive field;
+  that is why block choices can move fitness on this data and not only width.
+The default 6 classes are 3 local + 3 context, each class about equally frequent. The same shapes in
+other colours, and other shapes, appear as unlabelled distractors; objects range from a few pixels to
 half the image, may be partly hidden by later shapes, and sit on gradients, blobs, lines and noise.
-Every image is drawn from its own numpy Generator seeded by (seed, split, index), so a dataset is a pure
-function of its options; it is written once under the cache folder as JPEGs + label files + data.yaml.
+Every image is drawn from its own numpy Generator seeded by (seed, split, index) and the scene is its
+first draw, so forcing another scene changes only the banner and the context labels (see `draw`).
+A dataset is a pure function of its options; it is written once under the cache folder as JPEGs +
+label files + data.yaml, in a folder named by GENERATOR_VERSION and the options.
 """
 
 from __future__ import annotations
@@ -23,27 +34,52 @@ from PIL import Image, ImageDraw
 
 from nas.errors import NasError
 
-GENERATOR_VERSION = 2  # bump whenever the drawing changes: it is part of the cache key
+GENERATOR_VERSION = 3  # bump whenever the drawing changes: it is part of the cache key
 SUPERSAMPLE = 2  # draw at this multiple of the output size, then downsample, for smooth edges
+BANNER = (0.08, 0.14)  # banner thickness, fraction of the image side it spans across
+MARGIN = 0.2  # objects stay this fraction of the shorter side away from the banner
 
 PALETTE = {
     "red": (215, 45, 40),
     "green": (40, 165, 65),
     "blue": (45, 85, 215),
     "yellow": (230, 195, 35),
+    "white": (238, 238, 232),
 }
+SCENES = {  # banner colours: hues far from the object palette, so no banner reads as an object's colour
+    "orange": (240, 130, 30),
+    "cyan": (30, 190, 200),
+    "purple": (155, 55, 185),
+}
+
+
+@dataclass(frozen=True)
+class ObjectClass:
+    """A class: a shape in a colour, in any scene (scene None: a local class) or in one scene only."""
+
+    shape: str
+    colour: str
+    scene: str | None = None
+
+    @property
+    def name(self) -> str:
+        """E.g. 'red circle' or 'white diamond (cyan scene)'."""
+        return f"{self.colour} {self.shape}" + (f" ({self.scene} scene)" if self.scene else "")
+
+
 CLASSES = (
-    ("circle", "red"),
-    ("square", "blue"),
-    ("triangle", "green"),
-    ("cross", "yellow"),
-    ("circle", "blue"),
-    ("triangle", "red"),
-    ("square", "yellow"),
-    ("cross", "green"),
+    ObjectClass("circle", "red"),
+    ObjectClass("square", "blue"),
+    ObjectClass("triangle", "green"),
+    ObjectClass("diamond", "white", "orange"),
+    ObjectClass("diamond", "white", "cyan"),
+    ObjectClass("diamond", "white", "purple"),
+    ObjectClass("cross", "yellow"),
+    ObjectClass("circle", "blue"),
 )
-CLASS_SHAPES = ("circle", "square", "triangle", "cross")
-OTHER_SHAPES = ("ring", "diamond", "star", "bar", "frame")
+CLASS_SHAPES = tuple(dict.fromkeys(c.shape for c in CLASSES))
+OTHER_SHAPES = ("ring", "star", "bar", "frame")
+DISTRACTOR_COLOURS = ("red", "green", "blue", "yellow")  # never white: white shapes are the context classes
 
 
 @dataclass(frozen=True)
@@ -51,7 +87,7 @@ class SyntheticConfig:
     """Options of the synthetic dataset; all of them (and GENERATOR_VERSION) form its cache key.
 
     size: image width in pixels (heights vary from 0.6x to 1x); difficulty in [0, 1] scales clutter,
-    distractors, noise, occlusion and how small objects get; nc: classes used (1..8).
+    distractors, noise, occlusion and how small objects get; nc: classes used (1..8, CLASSES in order).
     """
 
     n_train: int = 256
@@ -73,13 +109,24 @@ class SyntheticConfig:
 
     @property
     def names(self) -> list[str]:
-        """Class names, e.g. 'red circle'."""
-        return [f"{c} {s}" for s, c in CLASSES[: self.nc]]
+        """Class names, e.g. 'red circle', 'white diamond (cyan scene)'."""
+        return [c.name for c in CLASSES[: self.nc]]
 
     def key(self) -> str:
         """Cache key: generator version plus every option."""
         blob = json.dumps({"version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
         return f"v{GENERATOR_VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class Sample:
+    """One drawn image (h, w, 3) uint8, its labels (k, 5) [cls, cx, cy, w, h] normalised, its scene (an
+    index into SCENES) and the banner (x1, y1, x2, y2) in pixels."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    scene: int
+    banner: tuple[int, int, int, int]
 
 
 def default_cache_dir() -> Path:
@@ -142,8 +189,27 @@ def _shape(draw: ImageDraw.ImageDraw, kind: str, box: tuple[float, ...], fill: t
         raise ValueError(kind)
 
 
-def render(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One image (h, w, 3) uint8 and its labels (k, 5) [cls, cx, cy, w, h] normalised."""
+def _banner(rng: np.random.Generator, w: int, h: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The scene banner along one random edge, and the region (x1, y1, x2, y2) objects may use."""
+    edge = int(rng.integers(4))  # 0 top, 1 bottom, 2 left, 3 right
+    span = h if edge < 2 else w
+    t = max(2, round(span * rng.uniform(*BANNER)))
+    m = MARGIN * min(w, h)
+    if edge == 0:
+        return (0, 0, w, t), (0, t + m, w, h)
+    if edge == 1:
+        return (0, h - t, w, h), (0, 0, w, h - t - m)
+    if edge == 2:
+        return (0, 0, t, h), (t + m, 0, w, h)
+    return (w - t, 0, w, h), (0, 0, w - t - m, h)
+
+
+def render(cfg: SyntheticConfig, rng: np.random.Generator, scene: int | None = None) -> Sample:
+    """One image and its labels. The scene is rng's first draw; passing scene forces it instead while
+    every other draw stays the same, so only the banner's colour and the context classes change."""
+    drawn = int(rng.integers(len(SCENES)))
+    scene = drawn if scene is None else scene
+    scene_name, scene_rgb = list(SCENES.items())[scene]
     d = cfg.difficulty
     w = cfg.size
     h = w if rng.random() < 0.5 else int(round(w * rng.uniform(0.6, 1.0) / 2) * 2)
@@ -160,39 +226,49 @@ def render(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, 
             draw.arc(tuple(np.sort(p.reshape(2, 2), 0).ravel()), 0, float(rng.uniform(90, 360)), fill=col,
                      width=int(rng.integers(1, 2 * ss)))  # fmt: skip
 
+    banner, (fx1, fy1, fx2, fy2) = _banner(rng, w, h)
+    draw.rectangle(tuple(v * ss for v in banner[:2]) + tuple(v * ss - 1 for v in banner[2:]),
+                   fill=_jitter(scene_rgb, rng, 12))  # fmt: skip
+
+    classes = CLASSES[: cfg.nc]
+    looks = list(dict.fromkeys((c.shape, c.colour) for c in classes))  # what a labelled object looks like
+    weights = np.array([len(SCENES) if any(c.scene for c in classes if (c.shape, c.colour) == k) else 1
+                        for k in looks], dtype=np.float64)  # fmt: skip
+    weights /= weights.sum()  # context looks are labelled in one scene of three: drawn 3x as often
+    class_of = {(c.shape, c.colour, c.scene): i for i, c in enumerate(classes)}
+
     n_obj = 0 if rng.random() < 0.04 else int(rng.integers(2, 6 + round(4 * d)))
     n_dis = int(rng.integers(0, 2 + round(4 * d)))
-    items = [("object", None)] * n_obj + [("distractor", None)] * n_dis
+    items = ["object"] * n_obj + ["distractor"] * n_dis
     order = rng.permutation(len(items))
+    fw, fh = fx2 - fx1, fy2 - fy1
     smin, smax = max(4.0, 10.0 - 5.0 * d), 0.5 * min(w, h)
     max_cover = 0.15 + 0.35 * d  # at most this fraction of an earlier shape's box may be hidden
     placed: list[np.ndarray] = []
     labels = []
-    class_combos = set(CLASSES[: cfg.nc])
     for j in order:
-        role = items[j][0]
         s = math.exp(rng.uniform(math.log(smin), math.log(smax)))
-        if role == "object":
-            c = int(rng.integers(cfg.nc))
-            kind, colour = CLASSES[c]
+        if items[j] == "object":
+            kind, colour = looks[int(rng.choice(len(looks), p=weights))]
+            c = class_of.get((kind, colour, None), class_of.get((kind, colour, scene_name), -1))
             aspect = rng.uniform(0.8, 1.25)
         else:
             c = -1
             if rng.random() < 0.5:  # a class shape in a colour that makes it no class
                 kind = CLASS_SHAPES[int(rng.integers(len(CLASS_SHAPES)))]
-                colours = [k for k in PALETTE if (kind, k) not in class_combos]
+                colours = [k for k in DISTRACTOR_COLOURS if (kind, k) not in looks]
                 colour = colours[int(rng.integers(len(colours)))] if colours else "gray"
             else:
                 kind = OTHER_SHAPES[int(rng.integers(len(OTHER_SHAPES)))]
-                colour = list(PALETTE)[int(rng.integers(len(PALETTE)))]
+                colour = DISTRACTOR_COLOURS[int(rng.integers(len(DISTRACTOR_COLOURS)))]
             aspect = rng.uniform(3, 6) if kind == "bar" else rng.uniform(0.8, 1.25)
             if kind == "bar" and rng.random() < 0.5:
                 aspect = 1 / aspect
         bw, bh = s * math.sqrt(aspect), s / math.sqrt(aspect)
-        bw, bh = min(bw, w - 2), min(bh, h - 2)
+        bw, bh = min(bw, fw - 2), min(bh, fh - 2)
         box = None
         for _ in range(30):
-            x1, y1 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            x1, y1 = rng.uniform(fx1, fx2 - bw), rng.uniform(fy1, fy2 - bh)
             cand = np.array([x1, y1, x1 + bw, y1 + bh])
             ok = True
             for b in placed:
@@ -215,14 +291,19 @@ def render(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, 
 
     img = np.asarray(canvas.resize((w, h), Image.BOX), dtype=np.float32)
     img += rng.standard_normal(img.shape, dtype=np.float32) * (2 + 8 * d)
-    return np.clip(img, 0, 255).astype(np.uint8), np.asarray(labels, dtype=np.float64).reshape(-1, 5)
+    image = np.clip(img, 0, 255).astype(np.uint8)
+    return Sample(image, np.asarray(labels, dtype=np.float64).reshape(-1, 5), scene, banner)
+
+
+def draw(cfg: SyntheticConfig, split: str, i: int, scene: int | None = None) -> Sample:
+    """Image i of a split exactly as the dataset holds it (before JPEG), or with its scene forced."""
+    return render(cfg, np.random.default_rng([cfg.seed, 0 if split == "train" else 1, i]), scene)
 
 
 def _write(cfg: SyntheticConfig, root: Path, split: str, i: int) -> None:
-    rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1, i])
-    img, lb = render(cfg, rng)
-    Image.fromarray(img).save(root / "images" / split / f"{i:06d}.jpg", quality=92)
-    text = "".join(f"{int(c)} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}\n" for c, x, y, bw, bh in lb)
+    sample = draw(cfg, split, i)
+    Image.fromarray(sample.image).save(root / "images" / split / f"{i:06d}.jpg", quality=92)
+    text = "".join(f"{int(c)} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}\n" for c, x, y, bw, bh in sample.labels)
     (root / "labels" / split / f"{i:06d}.txt").write_text(text)
 
 
