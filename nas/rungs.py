@@ -15,6 +15,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from nas.errors import NasError
+from nas.study import dominates  # (fitness, GFLOPs) dominance; moves to nas.pareto with the restructure
 
 RUNGS_ATTR = "rungs"  # trial user attr: {"<epoch>": fitness at that epoch}
 
@@ -38,17 +39,12 @@ def rung_epochs(epochs: int, eta: int = 3, min_epoch: int = 1) -> list[int]:
     return sorted(rungs)
 
 
-def dominates(a: Score, b: Score) -> bool:
-    """a is at least as accurate and as cheap as b, and strictly better in one (fitness up, GFLOPs down)."""
-    return a[1] >= b[1] and a[2] <= b[2] and (a[1] > b[1] or a[2] < b[2])
-
-
 def fronts(scores: Sequence[Score]) -> list[list[int]]:
     """Indices of scores by non-dominated front: front 0 is the Pareto front, front 1 the front once 0 is removed..."""
     left = list(range(len(scores)))
     out: list[list[int]] = []
     while left:
-        front = [i for i in left if not any(dominates(scores[j], scores[i]) for j in left if j != i)]
+        front = [i for i in left if not any(dominates(scores[j][1:], scores[i][1:]) for j in left if j != i)]
         out.append(front)
         left = [i for i in left if i not in front]
     return out
@@ -102,7 +98,8 @@ def promote(scores: Sequence[Score], me: Hashable, eta: int = 3) -> bool:
 
 def rung_scores(study: Any, epoch: int, exclude: int | None = None) -> list[Score]:
     """(trial number, fitness at `epoch`, GFLOPs) of every COMPLETE or RUNNING trial of the study that
-    recorded that rung (running ones too: the decision is asynchronous), except trial `exclude`."""
+    recorded that rung (running ones too: the decision is asynchronous), except trial `exclude`.
+    GFLOPs come from the `gflops` user attr the search sets on every candidate before training it."""
     from optuna.trial import TrialState
 
     out: list[Score] = []
@@ -153,5 +150,5 @@ class SuccessiveHalving:
         return True
 
 
-__all__ = ["RUNGS_ATTR", "SuccessiveHalving", "crowding", "dominates", "fronts", "promote", "rank_keys",
+__all__ = ["RUNGS_ATTR", "SuccessiveHalving", "crowding", "fronts", "promote", "rank_keys",
            "rung_epochs", "rung_scores"]
