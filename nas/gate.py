@@ -63,7 +63,8 @@ def predict(space: Space, arch: Architecture, nc: int | None = None) -> tuple[in
     return params + d_params, (flops + d_flops) / 1e9
 
 
-def gate(space: Space, arch: Architecture, budget: Budget, cfg: dict | None = None, nc: int | None = None) -> GateResult:
+def gate(space: Space, arch: Architecture, budget: Budget, cfg: dict | None = None,
+         nc: int | None = None) -> GateResult:
     """Accept or reject `arch` against `budget` from the cost table; count only candidates that pass.
 
     `cfg` is the rendered model YAML dict when the caller already has it (rendered here otherwise, only for
