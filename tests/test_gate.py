@@ -6,7 +6,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 
 import nas.cost
 from nas.budget import Budget
@@ -17,14 +16,6 @@ from nas.space import load_space, render, sample
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 NO_LIMIT = Budget(gflops=1e9)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def random_archs(space, n, seed=0):
