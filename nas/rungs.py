@@ -40,13 +40,28 @@ def rung_epochs(epochs: int, eta: int = 3, min_epoch: int = 1) -> list[int]:
 
 
 def fronts(scores: Sequence[Score]) -> list[list[int]]:
-    """Indices of scores by non-dominated front: front 0 is the Pareto front, front 1 the front once 0 is removed..."""
-    left = list(range(len(scores)))
+    """Indices of scores by non-dominated front: front 0 is the Pareto front, front 1 the front once 0 is
+    removed, ... (Deb's fast non-dominated sort, O(n^2): a long search puts hundreds of trials on a rung)."""
+    n = len(scores)
+    points = [(s[1], s[2]) for s in scores]
+    beats: list[list[int]] = [[] for _ in range(n)]  # beats[i]: the scores i dominates
+    beaten = [0] * n  # how many scores dominate i
+    for i in range(n):
+        for j in range(n):
+            if i != j and dominates(points[i], points[j]):
+                beats[i].append(j)
+                beaten[j] += 1
     out: list[list[int]] = []
-    while left:
-        front = [i for i in left if not any(dominates(scores[j][1:], scores[i][1:]) for j in left if j != i)]
+    front = [i for i in range(n) if beaten[i] == 0]
+    while front:
         out.append(front)
-        left = [i for i in left if i not in front]
+        nxt = []
+        for i in front:
+            for j in beats[i]:
+                beaten[j] -= 1
+                if beaten[j] == 0:
+                    nxt.append(j)
+        front = sorted(nxt)
     return out
 
 
