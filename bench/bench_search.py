@@ -1,11 +1,14 @@
 """Search overheads and sampler efficiency.
 
-    python bench/bench_search.py                 # all three parts
-    python bench/bench_search.py --part overhead # one part: overhead | rejections | samplers
+    python bench/bench_search.py                 # all parts
+    python bench/bench_search.py --part gate     # one part: overhead | rejections | gate | samplers
 
 1. Per-trial overhead of sampling, rendering, the budget gate (meta-device count) and the study bookkeeping,
    against one default proxy training run of the same candidate (target: overhead under 1%).
 2. Rejections per second when every candidate is over budget (sample + render + count + record).
+2b. The table-speed gate (nas.gate) against that full meta-device count, on the same candidates in the same
+   run: the decision alone, and the whole over-budget trial (TPE sample + gate + record in SQLite); target
+   >= 100 rejections/s.
 3. On a cheap stand-in objective over the shipped neck space (fitness from a fixed random score per choice,
    GFLOPs exact from the space's cost table), the hypervolume each sampler reaches after 50/100/200 trials,
    as a ratio to random search's in the same run (mean of 3 seeds).
@@ -93,6 +96,75 @@ def rejections(n: int = 40) -> None:
           f"({1000 * dt / n:.0f} ms each, SQLite storage)")
 
 
+def gate_rejections(n: int = 200) -> None:
+    from nas.cost import count
+    from nas.gate import gate
+
+    space = load_space(NECK)
+    budget = Budget(gflops=0.001)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    archs = [sample(space, study.ask()) for _ in range(n)]
+    t = time.perf_counter()
+    gate(space, archs[0], budget)
+    for gw in space.width_multiple:  # the tables, once per space and multiples
+        gate(space, sample(space, optuna.trial.FixedTrial(_params_at_width(space, gw))), budget)
+    print(f"cost tables for {len(space.width_multiple)} widths built once in {time.perf_counter() - t:.2f} s")
+
+    k = n // 10  # the full count is slow: time a tenth of the candidates
+    t = time.perf_counter()
+    for arch in archs[:k]:
+        c = count(render(space, arch), space.imgsz)
+        assert budget.exceeded(c.gflops, c.params)
+    full = k / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for arch in archs:
+        assert gate(space, arch, budget).over_budget
+    table = n / (time.perf_counter() - t)
+    print(f"decision only: full count {full:.1f}/s, table gate {table:.0f}/s, ratio {table / full:.0f}x")
+
+    # the whole over-budget trial as the search runs it: TPE sample, gate, the trial record; SQLite opened the
+    # way the search opens it (WAL, no fsync per commit), and in memory to show what the storage costs
+    from nas.study import resolve_storage  # moves to nas.storage with the restructure
+
+    for name, use_table, where in (("full count", False, "sqlite"), ("table gate", True, "sqlite"),
+                                   ("full count", False, "memory"), ("table gate", True, "memory")):
+        path = Path(f"/tmp/nas-bench-gate-{int(use_table)}.db")
+        path.unlink(missing_ok=True)
+        storage = resolve_storage(f"sqlite:///{path}") if where == "sqlite" else None
+        study = optuna.create_study(storage=storage, directions=["maximize", "minimize"],
+                                    sampler=make_sampler("tpe", 0))
+
+        def objective(trial, use_table=use_table):
+            arch = sample(space, trial)
+            if use_table:
+                result = gate(space, arch, budget)
+                gflops, params = result.gflops, result.params
+            else:
+                c = count(render(space, arch), space.imgsz)
+                gflops, params = c.gflops, c.params
+            attrs = {"choices": arch.short(), "arch": arch.to_dict(), "gflops": round(gflops, 6),
+                     "params": params, "seed": 0, "baseline": False, "over_budget": True, "outcome": "rejected"}
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            for key, value in budget.violations(gflops, params).items():
+                trial.set_constraint(key, value)
+            return 0.0, gflops
+
+        m = 40
+        t = time.perf_counter()
+        study.optimize(objective, n_trials=m)
+        dt = time.perf_counter() - t
+        print(f"whole trial, {name}, {where}: {m / dt:.1f} rejections/s ({1000 * dt / m:.0f} ms each, TPE)")
+
+
+def _params_at_width(space, gw: float) -> dict:
+    from nas.space import baseline, trial_params
+
+    arch = baseline(space)
+    arch.width_multiple = gw
+    return trial_params(space, arch)
+
+
 def samplers(checkpoints=(50, 100, 200), seeds=(0, 1, 2)) -> None:
     space = load_space(NECK)
     rng = random.Random(1234)
@@ -156,12 +228,14 @@ def _hypervolume(trials, ref) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["overhead", "rejections", "samplers", "all"], default="all")
+    parser.add_argument("--part", choices=["overhead", "rejections", "gate", "samplers", "all"], default="all")
     part = parser.parse_args().part
     if part in ("overhead", "all"):
         overhead()
     if part in ("rejections", "all"):
         rejections()
+    if part in ("gate", "all"):
+        gate_rejections()
     if part in ("samplers", "all"):
         samplers()
 
