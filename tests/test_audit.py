@@ -171,7 +171,9 @@ def test_audit_end_to_end_resumes_without_redoing_runs(workdir):
     assert r.exit_code == 0, r.output
     first = {t.user_attrs["job"]: t.user_attrs["wall_time"] for t in aux_trials() if t.state == TrialState.COMPLETE}
     assert len(first) == 2 and "2/6 runs finished" in r.output and "not enough finished runs" in r.output
-    assert "audit" not in optuna.load_study(study_name="space", storage=STORAGE).user_attrs
+    from nas.audit import audit_summary
+
+    assert audit_summary(optuna.load_study(study_name="space", storage=STORAGE)) is None  # not finished yet
 
     r = audit("--candidates", "3", "--seeds", "1", "--json", "--plot", "audit.png")
     assert r.exit_code == 0, r.output
@@ -184,14 +186,15 @@ def test_audit_end_to_end_resumes_without_redoing_runs(workdir):
     assert set(doc["correlations"]) >= {"proxy", "GFLOPs", "params", "loss sum", "mean of seeds"}
     assert (workdir / "audit.png").stat().st_size > 1000
     study = optuna.load_study(study_name="space", storage=STORAGE)
-    assert study.user_attrs["audit"]["reference_epochs"] == 2 and "verdict" in study.user_attrs["audit"]
-    from nas.audit import audit_summary
-
-    assert audit_summary(study).n_candidates == 3
+    summary = audit_summary(study)
+    assert summary.n_candidates == 3 and summary.reference_epochs == 2 and summary.verdict == doc["verdict"]
+    assert summary.noise == pytest.approx(2 * doc["noise_sd"]) and summary.tau == doc["correlations"]["proxy"]["tau"]
     values = [t.values for t in study.get_trials()]
     r = audit("--candidates", "3", "--seeds", "1")  # all done: nothing runs, the table is printed
     assert r.exit_code == 0 and "6/6 runs finished (0 now" in r.output and "verdict" in r.output
     assert [t.values for t in study.get_trials()] == values  # search trials never touched
+    r = CliRunner().invoke(main, ["pareto", "--json"])  # the audit's runs do not hide the only searched study
+    assert r.exit_code == 0 and json.loads(r.stdout)["study"] == "space", r.output
 
 
 def test_a_job_left_running_by_a_killed_process_is_redone(workdir):
@@ -206,6 +209,26 @@ def test_a_job_left_running_by_a_killed_process_is_redone(workdir):
     assert trials[waiting.number].state == TrialState.FAIL
     assert [t.user_attrs["job"] for t in trials if t.state == TrialState.COMPLETE].count(killed) == 1
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+
+
+def test_journal_storage_recovers_a_job_whose_heartbeat_stopped(workdir):
+    """Server and journal storages share jobs between processes: a dead one is found by its silent heartbeat."""
+    import time
+
+    from nas.study import HEARTBEAT_ATTR, resolve_storage
+
+    journal = "journal:studies/nas.journal"
+    optuna.copy_study(from_study_name="space", from_storage=STORAGE, to_storage=resolve_storage(journal))
+    args = ["audit", "--storage", journal, "--candidates", "3", "--seeds", "0", "--reference-epochs", "2"]
+    assert CliRunner().invoke(main, [*args, "--max-jobs", "0"]).exit_code == 0  # enqueue only
+    aux = optuna.load_study(study_name=aux_name("space"), storage=resolve_storage(journal))
+    claimed = aux.ask()  # a worker that claimed a job, beat once long ago, then died
+    aux._storage.set_trial_system_attr(claimed._trial_id, HEARTBEAT_ATTR, time.time() - 3600)
+    r = CliRunner().invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["recovered"] == [claimed.number] and doc["finished"] and doc["ran"] == 3
+    assert optuna.study.get_all_study_names(STORAGE) == ["space"]  # the SQLite study was only read
 
 
 @pytest.mark.parametrize(("args", "words"), [

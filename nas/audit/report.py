@@ -275,7 +275,9 @@ def plot(r: AuditReport, path: str | Path) -> Path:
     ax.set_title(f"proxy vs reference: τ {c.tau:.2f}, ρ {c.rho:.2f} (n={r.n})", fontsize=10)
     ax.grid(alpha=0.3)
     if r.tau_per_epoch:
-        bx.plot([p["epoch"] for p in r.tau_per_epoch], [p["tau"] for p in r.tau_per_epoch], "o-", label="proxy epoch")
+        epochs = [p["epoch"] for p in r.tau_per_epoch]
+        bx.plot(epochs, [p["tau"] for p in r.tau_per_epoch], "o-", label="proxy epoch")
+        bx.set_xticks(epochs)
     g = r.correlations["GFLOPs"].tau
     if math.isfinite(g):
         bx.axhline(g, color="tab:red", ls="--", lw=1, label=f"GFLOPs alone ({g:.2f})")

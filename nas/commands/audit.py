@@ -139,7 +139,7 @@ class Display:
             self.progress.advance(self.jobs_task)
 
 
-def _f(x, digits: int = 3) -> str:
+def _f(x, digits: int = 4) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
 
@@ -161,7 +161,7 @@ def _print(result, plot_path) -> None:
     for col in ("candidate", "GFLOPs", "params", "proxy", "seeds", "mean", "sd", "reference"):
         t.add_column(col, justify="left" if col in ("candidate", "seeds") else "right")
     for row in r.rows:
-        seeds = " ".join(_f(v) for v in row["seeds"].values())
+        seeds = " ".join(_f(v) for v in row["seeds"].values())  # proxy fitness at each seed, study seed first
         t.add_row(row["label"] + (" (baseline)" if row["baseline"] else ""), _f(row["gflops"], 2),
                   f"{row['params']:,}", _f(row["proxy"]), seeds, _f(row["mean"]), _f(row["sd"]), _f(row["reference"]))
     console.print(t)
