@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from nas.errors import NasError
+from nas.search import _check_device as check_device
 from nas.study import fail_stale_trials, is_sqlite, load_study, mask_url, resolve_storage, study_names, trial_heartbeat
 
-__all__ = ["NasError", "build_data", "count_cost", "fail_stale_trials", "is_sqlite", "load_model_cfg", "load_study",
-           "mask_url", "resolve_storage", "study_names", "train", "trial_heartbeat", "trainer_accepts"]
+__all__ = ["NasError", "build_data", "check_device", "count_cost", "fail_stale_trials", "is_sqlite", "load_model_cfg",
+           "load_study", "mask_url", "resolve_storage", "study_names", "train", "trial_heartbeat", "trainer_accepts"]
 
 
 def train(cfg: dict, **kwargs: Any):

@@ -18,7 +18,7 @@ from nas.audit.jobs import (
     recover_dead,
     work,
 )
-from nas.audit.links import NasError, build_data, load_study, mask_url, study_names
+from nas.audit.links import NasError, build_data, check_device, load_study, mask_url, study_names
 from nas.audit.report import AuditReport, AuditSummary, CandidateRuns, build_report
 
 SUMMARY_ATTR = "audit"  # study user attr holding the AuditSummary of the last finished audit
@@ -81,7 +81,7 @@ def prepare(opts: AuditOptions) -> Plan:
         raise NasError(f"--seeds must be 0 or more, got {opts.seeds}")
     if opts.max_jobs is not None and opts.max_jobs < 0:
         raise NasError(f"--max-jobs must be 0 or more, got {opts.max_jobs}")
-    _check_device(opts.device)
+    check_device(opts.device)
     if opts.study and opts.study.endswith(AUX_SUFFIX):
         raise NasError(f"--study {opts.study} holds an audit's runs; audit the searched study "
                        f"--study {opts.study[:-len(AUX_SUFFIX)]}")
@@ -124,16 +124,6 @@ def _stored_selection(opts: AuditOptions, study, pool: list[Candidate]) -> list[
     by_key = {c.key: c for c in pool}
     chosen = [by_key[k] for k in stored.get("keys", []) if k in by_key]
     return chosen if len(chosen) >= MIN_CANDIDATES else None
-
-
-def _check_device(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise NasError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    elif device != "cpu":
-        raise NasError(f"--device {device!r} is unknown; use cpu, cuda or cuda:N")
 
 
 @dataclass

@@ -16,11 +16,16 @@ import numpy as np
 NAN = float("nan")
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall tau-b of two equally long sequences (nan with fewer than 2 points or a constant side)."""
+def _paired(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if a.shape != b.shape:
-        raise ValueError(f"kendall_tau: lengths differ ({a.size} vs {b.size})")
+        raise ValueError(f"rank correlation of sequences of different lengths ({a.size} vs {b.size})")
+    return a, b
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall tau-b of two equally long sequences (nan with fewer than 2 points or a constant side)."""
+    a, b = _paired(x, y)
     if a.size < 2:
         return NAN
     i, j = np.triu_indices(a.size, k=1)
@@ -48,9 +53,7 @@ def ranks(x: Sequence[float]) -> np.ndarray:
 
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rho: the Pearson correlation of average ranks (nan when a side is constant)."""
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"spearman_rho: lengths differ ({a.size} vs {b.size})")
+    a, b = _paired(x, y)
     if a.size < 2:
         return NAN
     ra, rb = ranks(a) - (a.size + 1) / 2.0, ranks(b) - (b.size + 1) / 2.0
