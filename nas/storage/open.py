@@ -317,6 +317,7 @@ def load_study(storage_url: str | BaseStorage | None = None, study_name: str | N
     if not names:
         raise NasError(f"no studies in {label}; run `nas search` first or pass --storage URL of your study")
     if study_name is None:
+        names = [n for n in names if not n.endswith(".audit")] or names  # `nas audit` runs beside their study
         if len(names) > 1:
             raise NasError(f"{label} holds {len(names)} studies ({', '.join(names)}); choose one with --study NAME")
         study_name = names[0]

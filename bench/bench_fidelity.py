@@ -1,0 +1,564 @@
+"""Proxy fidelity on the built-in data: which proxy ranks candidates like long training, per CPU-second?
+
+    python bench/bench_fidelity.py --threads 2            # run (or continue) in the background for hours
+    python bench/bench_fidelity.py --max-runs 5 --minutes 60
+    python bench/bench_fidelity.py --report               # docs/FIDELITY.md from whatever is finished
+    python bench/bench_fidelity.py --smoke                # tiny settings, own results file: proves the plumbing
+
+Candidates: neck-space architectures (search_spaces/neck.yaml) drawn with a fixed seed and stratified over
+GFLOPs at both widths (the block-free model of each width included), plus yolov5n and yolov5s. Every run is
+one proxy or reference training of one candidate at one seed, appended as one JSON line to
+bench/results/fidelity.jsonl (committed) as soon as it finishes, keyed by candidate, settings and seed, and
+skipped when present: the bench resumes across sessions and machines. Runs are ordered so that partial
+results are useful early: default proxy and reference of every candidate, then a second seed, then the other
+proxy variants, then more seeds. Variants with fewer epochs are trained on their own (the LR schedule
+depends on the total number of epochs), never read off a longer run's history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# --- every name taken from nas, in one place (after the path insert: the bench runs its own checkout) ------
+from nas.audit.jobs import train_job  # noqa: E402
+from nas.audit.links import build_data, count_cost, load_model_cfg, trainer_accepts  # noqa: E402
+from nas.audit.report import CandidateRuns, scores  # noqa: E402
+from nas.audit.stats import correlate, kendall_tau, mean_pairwise_tau, pooled_sd  # noqa: E402
+from nas.cost import predict_cost  # noqa: E402
+from nas.space import baseline, load_space, model_hash, render, sample, to_yaml  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------------------
+
+NECK = ROOT / "search_spaces" / "neck.yaml"
+RESULTS = ROOT / "bench" / "results" / "fidelity.jsonl"
+SMOKE_RESULTS = ROOT / "studies" / "fidelity-smoke.jsonl"  # studies/ is not tracked
+DOC = ROOT / "docs" / "FIDELITY.md"
+BENCH_VERSION = 1  # bump when a run's meaning changes (its key then changes too)
+DRAW_SEED = 12
+PER_WIDTH = 7  # neck candidates per width: the block-free model + 6 stratified over GFLOPs
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one training run depends on (besides the model and the seed)."""
+
+    epochs: int = 8
+    imgsz: int = 256
+    batch: int = 8
+    n_train: int = 256
+    n_val: int = 64
+    precision: str = "fp32"
+
+    def key(self) -> str:
+        return (f"e{self.epochs}|i{self.imgsz}|b{self.batch}|n{self.n_train}/{self.n_val}|{self.precision}"
+                f"|v{BENCH_VERSION}")
+
+    def valid(self) -> bool:
+        return self.epochs >= 1 and self.imgsz >= 64 and self.imgsz % 32 == 0 and self.n_train >= 1
+
+    def trainer_kwargs(self) -> dict:
+        return {} if self.precision == "fp32" else {"precision": self.precision}
+
+
+DEFAULT = Settings()
+SMOKE = Settings(epochs=2, imgsz=64, batch=8, n_train=16, n_val=8)
+REFERENCE_FACTOR = 4  # reference epochs = 4 x the default proxy's (--reference-factor: e.g. 10 on a GPU)
+
+
+def variants(base: Settings) -> dict[str, Settings]:
+    """Proxy variants to compare, relative to the default; extend here. Invalid ones are dropped."""
+    out = {
+        "default": base,
+        "epochs /4": replace(base, epochs=base.epochs // 4),
+        "epochs /2": replace(base, epochs=base.epochs // 2),
+        "2x images, epochs /2 (EcoNAS)": replace(base, n_train=2 * base.n_train, epochs=base.epochs // 2),
+        "imgsz x0.75": replace(base, imgsz=int(base.imgsz * 0.75) // 32 * 32),
+        "4x val images": replace(base, n_val=4 * base.n_val),
+        "bf16": replace(base, precision="bf16"),
+    }
+    return {k: v for k, v in out.items() if v.valid() and (k == "default" or v != base)}
+
+
+def unsupported(s: Settings) -> str | None:
+    """Why the trainer cannot run these settings yet, or None."""
+    if s.precision != "fp32" and not trainer_accepts("precision"):
+        return "train_and_evaluate has no precision= argument yet"
+    return None
+
+
+# ------------------------------------------------------------------------------------------- candidates
+
+
+@dataclass
+class Candidate:
+    key: str
+    label: str
+    width: float | None
+    blocks: str
+    gflops: float  # at the space's imgsz (640), like a study's trials
+    params: int
+    model_yaml: str
+
+
+class _Draw:
+    """Stands in for an Optuna trial: categorical choices from a seeded numpy generator."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: list):
+        return choices[int(self.rng.integers(len(choices)))]
+
+
+def candidates(nc: int, per_width: int = PER_WIDTH, draws: int = 400) -> list[Candidate]:
+    """yolov5n, yolov5s and neck-space models stratified over GFLOPs at each width (deterministic)."""
+    space = load_space(NECK)
+    rng = np.random.default_rng(DRAW_SEED)
+    pool: dict[str, tuple] = {}
+    for arch in [baseline(space)] + [sample(space, _Draw(rng)) for _ in range(draws)]:
+        cfg = render(space, arch)
+        cfg["nc"] = nc
+        h = model_hash(cfg)
+        if h not in pool:
+            params, flops = predict_cost(space, arch)
+            pool[h] = (arch, cfg, flops / 1e9)
+    out: list[Candidate] = []
+    for name in ("yolov5n", "yolov5s"):
+        cfg = load_model_cfg(name)
+        cfg.pop("_source", None)
+        cfg["nc"] = nc
+        gflops, params = count_cost(cfg, space.imgsz)
+        out.append(Candidate(name, name, None, "-", gflops, params, to_yaml(cfg)))
+    known = {model_hash(yaml_load(c.model_yaml)) for c in out}
+    for gw in space.width_multiple:
+        rows = sorted(((g, h) for h, (a, _, g) in pool.items() if a.width_multiple == gw), key=lambda r: (r[0], r[1]))
+        plain = [h for h, (a, _, _) in pool.items() if a.width_multiple == gw
+                 and all(c["block"] == "none" for c in a.choices.values())]
+        picks = plain[:1]
+        for q in np.linspace(0, 1, per_width - len(picks) + 1)[1:]:  # quantiles of the drawn models' GFLOPs
+            i = min(round(q * (len(rows) - 1)), len(rows) - 1)
+            h = next((r[1] for r in rows[i:] + rows[:i][::-1] if r[1] not in picks), None)
+            if h is not None:
+                picks.append(h)
+        for h in picks:
+            arch, cfg, _ = pool[h]
+            gflops, params = count_cost(cfg, space.imgsz)
+            blocks = " ".join(_short(p, c) for p, c in arch.choices.items() if c["block"] != "none") or "none"
+            label = f"w{gw:g} {blocks}"
+            if h in known:  # the block-free 0.25-wide model is yolov5n itself
+                continue
+            out.append(Candidate(f"neck:{h[:12]}", label, gw, blocks, gflops, params, to_yaml(cfg)))
+    return out
+
+
+def _short(point: str, choice: dict) -> str:
+    hp = ",".join(str(v) for k, v in choice.items() if k != "block")
+    return f"{point}={choice['block']}" + (f"({hp})" if hp else "")
+
+
+def yaml_load(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+# -------------------------------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class Run:
+    candidate: Candidate
+    settings: Settings
+    seed: int
+    role: str  # "proxy" | "reference"
+
+    @property
+    def key(self) -> str:
+        return f"{self.candidate.key}|{self.settings.key()}|s{self.seed}"
+
+
+def plan(cands: list[Candidate], base: Settings) -> list[Run]:
+    """Every run, in the order that makes partial results useful soonest."""
+    ref = replace(base, epochs=REFERENCE_FACTOR * base.epochs)
+    runs = [Run(c, base, 0, "proxy") for c in cands]
+    runs += [Run(c, ref, 0, "reference") for c in cands]
+    runs += [Run(c, base, 1, "proxy") for c in cands]
+    others = [s for k, s in variants(base).items() if k != "default"]
+    for s in others:
+        runs += [Run(c, s, 0, "proxy") for c in cands]
+    runs += [Run(c, base, 2, "proxy") for c in cands]
+    runs += [Run(c, ref, 1, "reference") for c in cands]
+    for s in others:
+        runs += [Run(c, s, 1, "proxy") for c in cands]
+    return runs
+
+
+def load_results(path: Path) -> dict[str, dict]:
+    """Finished runs by key (a torn last line from a killed process is ignored)."""
+    out: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out.setdefault(doc["key"], doc)
+    return out
+
+
+def append(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def run_all(args) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = SMOKE if args.smoke else DEFAULT
+    path = Path(args.results or (SMOKE_RESULTS if args.smoke else RESULTS))
+    data_cache: dict[tuple, object] = {}
+    nc = _data(data_cache, base).nc
+    cands = candidates(nc, per_width=2 if args.smoke else PER_WIDTH)
+    if args.smoke:
+        cands = sorted(cands, key=lambda c: c.gflops)[:3]
+    runs = plan(cands, base)
+    done = load_results(path)
+    todo = [r for r in runs if r.key not in done]
+    skipped = {r.settings for r in todo if unsupported(r.settings)}
+    for s in skipped:
+        print(f"skip {s.key()}: {unsupported(s)}", flush=True)
+    todo = [r for r in todo if r.settings not in skipped]
+    n_skipped = sum(1 for r in runs if r.settings in skipped)
+    print(f"{len(cands)} candidates, {len(runs)} runs planned, {len(runs) - len(todo) - n_skipped} already in {path}, "
+          f"{len(todo)} to run", flush=True)
+    info, commit = machine(), git_commit()
+    start = time.monotonic()
+    for n, r in enumerate(todo):
+        if args.max_runs is not None and n >= args.max_runs:
+            print(f"stopped after --max-runs {args.max_runs}", flush=True)
+            break
+        if args.minutes is not None and time.monotonic() - start >= 60 * args.minutes:
+            print(f"stopped after --minutes {args.minutes:g}", flush=True)
+            break
+        s = r.settings
+        print(f"[{n + 1}/{len(todo)}] {r.candidate.label} ({r.candidate.gflops:.2f} GFLOPs) {r.role} {s.key()} "
+              f"seed {r.seed}", flush=True)
+        run = train_job(r.candidate.model_yaml, _data(data_cache, s), epochs=s.epochs, imgsz=s.imgsz, batch=s.batch,
+                        seed=r.seed, device=args.device, **s.trainer_kwargs())
+        doc = {"key": r.key, "candidate": r.candidate.key, "label": r.candidate.label, "width": r.candidate.width,
+               "blocks": r.candidate.blocks, "gflops": round(r.candidate.gflops, 6), "params": r.candidate.params,
+               "role": r.role, "settings": asdict(s), "seed": r.seed, "smoke": bool(args.smoke), **run,
+               "machine": info, "device": args.device, "command": _command(), "commit": commit,
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        append(path, doc)
+        print(f"    fitness {run['fitness']:.4f} (last {run['last']:.4f}), {run['cpu_time']:.0f} CPU-s, "
+              f"{run['wall_time']:.0f} s", flush=True)
+
+
+def _command() -> str:
+    """The command line as it would be retyped (the repository-relative script path)."""
+    return " ".join(["python", "bench/bench_fidelity.py", *sys.argv[1:]])
+
+
+def _data(cache: dict, s: Settings):
+    k = (s.imgsz, s.n_train, s.n_val)
+    if k not in cache:
+        cache[k] = build_data(None, s.imgsz, [s.n_train, s.n_val])
+    return cache[k]
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _runs_for(results: dict[str, dict], cands: list[Candidate], s: Settings, seeds: list[int]) -> dict[str, dict]:
+    out = {}
+    for c in cands:
+        got = {seed: results[f"{c.key}|{s.key()}|s{seed}"] for seed in seeds if f"{c.key}|{s.key()}|s{seed}" in results}
+        if got:
+            out[c.key] = got
+    return out
+
+
+def analyse(results: dict[str, dict], cands: list[Candidate], base: Settings) -> dict:
+    """Every number the report shows, from the finished runs."""
+    ref_s = replace(base, epochs=REFERENCE_FACTOR * base.epochs)
+    refs = _runs_for(results, cands, ref_s, [0, 1])
+    reference = {k: v[0]["fitness"] for k, v in refs.items() if 0 in v}
+    rows = []
+
+    def add(name: str, values: dict[str, float], cpu: dict[str, float], runs_done: int, runs_total: int,
+            by_seed: dict[str, dict] | None = None) -> None:
+        keys = [k for k in values if k in reference and math.isfinite(values[k])]
+        c = correlate([values[k] for k in keys], [reference[k] for k in keys], n_boot=1000, seed=0)
+        cost = [cpu[k] for k in keys if k in cpu]
+        sd, stau = seed_noise(by_seed or {})
+        rows.append({"variant": name, "n": c.n, "tau": c.tau, "tau_low": c.tau_low, "tau_high": c.tau_high,
+                     "rho": c.rho, "rho_low": c.rho_low, "rho_high": c.rho_high, "seed_sd": sd, "seed_tau": stau,
+                     "cpu_s": float(np.mean(cost)) if cost else float("nan"), "done": f"{runs_done}/{runs_total}"})
+
+    n_c = len(cands)
+    by_key = {c.key: c for c in cands}
+    for name, s in variants(base).items():
+        if unsupported(s):
+            rows.append({"variant": name, "skipped": unsupported(s)})
+            continue
+        runs = _runs_for(results, cands, s, [0, 1, 2])
+        cand_runs = {k: CandidateRuns(k, by_key[k].label, by_key[k].gflops, by_key[k].params, proxy=v)
+                     for k, v in runs.items() if 0 in v}
+        sc = {k: scores(cr, 0) for k, cr in cand_runs.items()}
+        cpu0 = {k: v[0]["cpu_time"] for k, v in runs.items() if 0 in v}
+        done0 = len(cpu0)
+        add(f"{name}: best epoch", {k: v["proxy"] for k, v in sc.items()}, cpu0, done0, n_c, runs)
+        if name == "default":
+            add(f"{name}: last epoch", {k: v["last epoch"] for k, v in sc.items()}, cpu0, done0, n_c)
+            add(f"{name}: loss sum", {k: v["loss sum"] for k, v in sc.items()}, cpu0, done0, n_c)
+            add(f"{name}: loss EMA", {k: v["loss EMA"] for k, v in sc.items()}, cpu0, done0, n_c)
+            for m in (2, 3):
+                full = {k: v for k, v in runs.items() if all(s_ in v for s_ in range(m))}
+                add(f"{name}: mean of {m} seeds", {k: float(np.mean([v[s_]["fitness"] for s_ in range(m)]))
+                                                   for k, v in full.items()},
+                    {k: sum(v[s_]["cpu_time"] for s_ in range(m)) for k, v in full.items()}, len(full), n_c)
+    add("GFLOPs alone", {c.key: c.gflops for c in cands}, {}, n_c, n_c)
+    add("params alone", {c.key: float(c.params) for c in cands}, {}, n_c, n_c)
+
+    default_runs = _runs_for(results, cands, base, [0, 1, 2])
+    noise, seed_tau = seed_noise(default_runs)
+    ref_two = [k for k, v in refs.items() if 0 in v and 1 in v]
+    ref_noise = pooled_sd([[r["fitness"] for r in refs[k].values()] for k in ref_two])
+    ref_seed_tau = mean_pairwise_tau([[refs[k][s_]["fitness"] for k in ref_two] for s_ in (0, 1)]) \
+        if len(ref_two) >= 3 else float("nan")
+
+    per_epoch = []
+    both = [k for k, v in default_runs.items() if 0 in v and k in reference]
+    for e in range(1, base.epochs + 1):
+        keys = [k for k in both if len(default_runs[k][0]["history"]) >= e]
+        if len(keys) >= 3:
+            per_epoch.append((e, kendall_tau([default_runs[k][0]["history"][e - 1]["fitness"] for k in keys],
+                                             [reference[k] for k in keys])))
+    ref_epoch = []
+    for e in range(REFERENCE_FACTOR, ref_s.epochs + 1, REFERENCE_FACTOR):
+        keys = [k for k in reference if len(refs[k][0]["history"]) >= e]
+        if len(keys) >= 3:
+            ref_epoch.append((e, kendall_tau([refs[k][0]["history"][e - 1]["fitness"] for k in keys],
+                                             [reference[k] for k in keys])))
+
+    widths = []  # at equal width: spread of block choices against seed noise
+    for gw in sorted({c.width for c in cands if c.width is not None}):
+        members = [c.key for c in cands if c.width == gw] + (["yolov5n"] if gw == 0.25 else [])
+        means = [float(np.mean([r["fitness"] for r in default_runs[k].values()])) for k in members if k in default_runs]
+        refs_w = [reference[k] for k in members if k in reference]
+        widths.append({"width": gw, "n": len(means), "proxy_sd": float(np.std(means, ddof=1)) if len(means) > 1
+                       else float("nan"), "ref_sd": float(np.std(refs_w, ddof=1)) if len(refs_w) > 1 else float("nan"),
+                       "tau": kendall_tau([np.mean([r["fitness"] for r in default_runs[k].values()]) for k in members
+                                           if k in default_runs and k in reference],
+                                          [reference[k] for k in members if k in default_runs and k in reference])})
+    ref_cpu = [v[0]["cpu_time"] for v in refs.values() if 0 in v]
+    return {"rows": rows, "noise": noise, "seed_tau": seed_tau, "ref_noise": ref_noise, "ref_seed_tau": ref_seed_tau,
+            "per_epoch": per_epoch, "ref_epoch": ref_epoch, "widths": widths, "n_reference": len(reference),
+            "ref_cpu": float(np.mean(ref_cpu)) if ref_cpu else float("nan"), "ref_epochs": ref_s.epochs,
+            "ref_seeds": len(ref_two)}
+
+
+def seed_noise(runs: dict[str, dict]) -> tuple[float, float]:
+    """(pooled seed sd of best-epoch fitness, Kendall tau of seed 0 against seed 1) over candidates' runs."""
+    sd = pooled_sd([[r["fitness"] for r in v.values()] for v in runs.values()])
+    two = [k for k, v in runs.items() if 0 in v and 1 in v]
+    tau = kendall_tau([runs[k][0]["fitness"] for k in two], [runs[k][1]["fitness"] for k in two]) \
+        if len(two) >= 3 else float("nan")
+    return sd, tau
+
+
+def _f(x, d: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{d}f}"
+
+
+def report(args) -> None:
+    base = SMOKE if args.smoke else DEFAULT
+    path = Path(args.results or (SMOKE_RESULTS if args.smoke else RESULTS))
+    doc_path = Path(args.doc or (SMOKE_RESULTS.with_suffix(".md") if args.smoke else DOC))
+    results = {k: v for k, v in load_results(path).items() if bool(v.get("smoke")) == bool(args.smoke)}
+    nc = _data({}, base).nc
+    cands = candidates(nc, per_width=2 if args.smoke else PER_WIDTH)
+    if args.smoke:
+        cands = sorted(cands, key=lambda c: c.gflops)[:3]
+    a = analyse(results, cands, base)
+    machines = sorted({json.dumps(r["machine"], sort_keys=True) for r in results.values()})
+    commands = sorted({r.get("command", "") for r in results.values()} - {""})
+    total = len(plan(cands, base))
+    lines = [
+        "# Proxy fidelity on the built-in synthetic data",
+        "",
+        "Does the search's short proxy rank candidates like longer training? Measured by "
+        "`bench/bench_fidelity.py` (the machinery of `nas audit`); regenerate this page with "
+        "`python bench/bench_fidelity.py --report`.",
+        "",
+        f"- Data: built-in synthetic set, {base.n_train} train / {base.n_val} val images at {base.imgsz} px "
+        f"(variants change this where named).",
+        f"- Default proxy: {base.epochs} epochs, imgsz {base.imgsz}, batch {base.batch}, fp32. Reference: "
+        f"{a['ref_epochs']} epochs ({REFERENCE_FACTOR}x), same data, seed 0; its best-epoch fitness is the truth "
+        f"the proxies are ranked against.",
+        f"- Candidates: {len(cands)} — yolov5n, yolov5s and neck-space models (search_spaces/neck.yaml) drawn "
+        f"with seed {DRAW_SEED}, stratified over GFLOPs at each width, the block-free model of each width included.",
+        f"- Runs finished: {len(results)} of {total} planned (results file `{_rel(path)}`).",
+        "- Command(s) that produced the runs: " + (", ".join(f"`{c}`" for c in commands) or "none yet")
+        + " (resumable: runs are appended as they finish); this page: `python bench/bench_fidelity.py --report`.",
+        "- Machine(s): " + ("; ".join(_machine_text(json.loads(m)) for m in machines) or "none yet"),
+        "",
+        "## Rank agreement with the reference",
+        "",
+        f"Kendall τ-b and Spearman ρ over the candidates that have both runs (n), 95% bootstrap intervals over "
+        f"candidates; seed sd: pooled standard deviation of fitness over the variant's seeds (where the source of "
+        f"noise shows: a variant that cuts it ranks more reliably), seed τ: seed 0 against seed 1; CPU-s is "
+        f"process CPU time per candidate for that score (a reference run costs "
+        f"{_f(a['ref_cpu'], 0)} CPU-s).",
+        "",
+        "| proxy variant: score | n | Kendall τ | interval | Spearman ρ | interval | seed sd | seed τ "
+        "| CPU-s / candidate | runs done |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in a["rows"]:
+        if "skipped" in r:
+            lines.append(f"| {r['variant']} | – | – | – | – | – | – | – | – | skipped: {r['skipped']} |")
+            continue
+        lines.append(f"| {r['variant']} | {r['n']} | {_f(r['tau'])} | [{_f(r['tau_low'])}, {_f(r['tau_high'])}] | "
+                     f"{_f(r['rho'])} | [{_f(r['rho_low'])}, {_f(r['rho_high'])}] | {_f(r['seed_sd'], 4)} | "
+                     f"{_f(r['seed_tau'])} | {_f(r['cpu_s'], 0)} | "
+                     f"{r['done']} |")
+    lines += ["", "## Noise", "",
+              f"- Default proxy, seed against seed: pooled sd of fitness {_f(a['noise'], 4)}, Kendall τ seed 0 vs "
+              f"seed 1 {_f(a['seed_tau'])}.",
+              f"- Reference, seed against seed ({a['ref_seeds']} candidates with two seeds): pooled sd "
+              f"{_f(a['ref_noise'], 4)}, τ {_f(a['ref_seed_tau'])} — the ceiling any proxy can reach.",
+              "", "At equal width, how much block choices move fitness (sd over the width's candidates, proxy "
+              "averaged over its seeds) against the seed noise:", "",
+              "| width | candidates | proxy sd of means | reference sd | seed sd (proxy) | ratio proxy/noise "
+              "| τ within width |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for w in a["widths"]:
+        ratio = w["proxy_sd"] / a["noise"] if math.isfinite(a["noise"]) and a["noise"] > 0 else float("nan")
+        lines.append(f"| {w['width']:g} | {w['n']} | {_f(w['proxy_sd'], 4)} | {_f(w['ref_sd'], 4)} | "
+                     f"{_f(a['noise'], 4)} | {_f(ratio)} | {_f(w['tau'])} |")
+    lines += ["", "## When does the ranking form?", "",
+              "τ of the default proxy's fitness at each epoch against the reference: "
+              + (", ".join(f"epoch {e}: {_f(t)}" for e, t in a["per_epoch"]) or "not yet measured") + ".", "",
+              "τ of the reference's own fitness at epoch e against its final best: "
+              + (", ".join(f"epoch {e}: {_f(t)}" for e, t in a["ref_epoch"]) or "not yet measured") + ".", "",
+              "## Goals (issue 12) and coverage", ""]
+    default = next((r for r in a["rows"] if r.get("variant") == "default: best epoch"), None)
+    gflops = next((r for r in a["rows"] if r.get("variant") == "GFLOPs alone"), None)
+    if default and default["n"] >= 3:
+        lines.append(f"- τ ≥ 0.7 against the reference: default proxy τ {_f(default['tau'])} "
+                     f"({'met' if default['tau'] >= 0.7 else 'not met'}); GFLOPs alone τ {_f(gflops['tau'])}.")
+    else:
+        lines.append("- τ against the reference: not enough candidates with both runs yet.")
+    lines.append(f"- Two seeds agree (τ ≥ 0.6): {_f(a['seed_tau'])}.")
+    missing = [r for r in plan(cands, base) if r.key not in results and not unsupported(r.settings)]
+    by_set: dict[str, int] = {}
+    for r in missing:
+        by_set[f"{r.role} {r.settings.key()} seed {r.seed}"] = by_set.get(f"{r.role} {r.settings.key()} seed {r.seed}",
+                                                                            0) + 1
+    if by_set:
+        lines.append("- Not covered yet (runs missing, per setting):")
+        lines += [f"  - {k}: {v} of {len(cands)}" for k, v in by_set.items()]
+    else:
+        lines.append("- Every planned run is finished.")
+    lines.append("- Not measured here: GPU references (≥ 10x epochs), data sets other than the built-in one.")
+    lines += ["", "## Candidates", "", "| candidate | width | blocks | GFLOPs@640 | params |",
+              "|---|---:|---|---:|---:|"]
+    for c in cands:
+        lines.append(f"| {c.key} | {c.width if c.width is not None else '–'} | {c.blocks} | {c.gflops:.2f} | "
+                     f"{c.params:,} |")
+    doc_path.parent.mkdir(parents=True, exist_ok=True)
+    doc_path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {doc_path} ({len(results)} runs)")
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _machine_text(m: dict) -> str:
+    return f"{m.get('cpu', '?')}, {m.get('cores')} cores, {m.get('threads')} torch threads, torch {m.get('torch')}"
+
+
+def main() -> None:
+    global REFERENCE_FACTOR
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--report", action="store_true", help="regenerate docs/FIDELITY.md from finished runs only")
+    p.add_argument("--smoke", action="store_true", help="tiny settings (64 px, 2 epochs, 3 candidates), own files")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
+    p.add_argument("--minutes", type=float, default=None, help="start no run after this many minutes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (a GPU affords --reference-factor 10)")
+    p.add_argument("--reference-factor", type=int, default=REFERENCE_FACTOR,
+                   help=f"reference epochs = this x the default proxy's [default: {REFERENCE_FACTOR}]")
+    p.add_argument("--results", default=None, help=f"results file [default: {RESULTS.relative_to(ROOT)}]")
+    p.add_argument("--doc", default=None, help=f"report file [default: {DOC.relative_to(ROOT)}]")
+    p.add_argument("--list", action="store_true", help="print the candidates and the planned runs, train nothing")
+    args = p.parse_args()
+    REFERENCE_FACTOR = args.reference_factor
+    if args.list:
+        base = SMOKE if args.smoke else DEFAULT
+        cands = candidates(_data({}, base).nc, per_width=2 if args.smoke else PER_WIDTH)
+        for c in cands:
+            print(f"{c.key:24} {c.gflops:7.2f} GFLOPs {c.params:>10,} params  {c.label}")
+        done = load_results(Path(args.results or (SMOKE_RESULTS if args.smoke else RESULTS)))
+        runs = plan(cands, base)
+        print(f"{len(runs)} runs planned, {sum(r.key in done for r in runs)} finished")
+        return
+    if args.report:
+        report(args)
+        return
+    try:
+        run_all(args)
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command to continue", flush=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Which models an audit trains: a spread of a study's scored trials, or models named by the user."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nas.audit.links import NasError, count_cost, load_model_cfg
+from nas.audit.stats import ranks
+
+MIN_CANDIDATES = 3
+
+
+@dataclass
+class Candidate:
+    """One model to audit, as plain data. `run0` is the study's own seed-0 proxy run, when complete."""
+
+    key: str  # "trial12" or "model:yolov5n:<hash>"; stable across runs of the audit
+    label: str  # what tables and plots show: "#12", "yolov5n"
+    gflops: float
+    params: int
+    model_yaml: str
+    trial: int | None = None
+    baseline: bool = False
+    fitness: float | None = None  # the study's score (None for --models)
+    run0: dict | None = None  # {"fitness", "history", ...} of the study's trial, when not stopped early
+
+
+def front_indices(points: list[tuple[float, float]]) -> set[int]:
+    """Indices of the points (gflops, fitness) not dominated by another (less or equal cost, more fitness)."""
+    out = set()
+    for i, (g, f) in enumerate(points):
+        dominated = any(g2 <= g and f2 >= f and (g2 < g or f2 > f) for j, (g2, f2) in enumerate(points) if j != i)
+        if not dominated:
+            out.add(i)
+    return out
+
+
+def spread(points: list[tuple[float, float]], k: int, required: list[int] | None = None) -> list[int]:
+    """k indices spread over (gflops, fitness): the required ones, the extremes of each axis, then farthest-point.
+
+    Farthest-point works in rank space: coordinates are ranks scaled to [0, 1] on each axis, so neither unit
+    dominates; ties go to the lower index. When required holds more than k, they are themselves thinned the
+    same way (first one kept).
+    """
+    n = len(points)
+    if n <= k:
+        return list(range(n))
+    rg, rf = ranks([p[0] for p in points]), ranks([p[1] for p in points])
+    xy = [((rg[i] - 1) / max(n - 1, 1), (rf[i] - 1) / max(n - 1, 1)) for i in range(n)]
+    required = list(dict.fromkeys(required or []))
+
+    def farthest(chosen: list[int], pool: list[int], want: int) -> list[int]:
+        chosen = list(chosen)
+        rest = [i for i in pool if i not in chosen]
+        while len(chosen) < want and rest:
+            best = rest[0] if not chosen else \
+                max(rest, key=lambda i: (min(math.dist(xy[i], xy[c]) for c in chosen), -i))
+            chosen.append(best)
+            rest.remove(best)
+        return chosen
+
+    if len(required) > k:
+        return sorted(farthest(required[:1], required, k))
+    extremes = [min(range(n), key=lambda i: (xy[i][a] * sign, i)) for a in (0, 1) for sign in (1, -1)]
+    start = list(dict.fromkeys(required + extremes))[:k]
+    return sorted(farthest(start, list(range(n)), k))
+
+
+def study_candidates(study, scored: list) -> list[Candidate]:
+    """Every distinct scored trial of a study as a Candidate (one per model hash, lowest trial number)."""
+    seen: dict[str, Candidate] = {}
+    for t in sorted(scored, key=lambda t: (t.user_attrs.get("outcome") != "trained", t.number)):
+        a = t.user_attrs
+        text = a.get("model_yaml")
+        if not text or "fitness" not in a:
+            continue
+        mhash = a.get("model_hash") or hashlib.sha256(text.encode()).hexdigest()
+        if mhash in seen:
+            continue
+        full = a.get("outcome") == "trained" and not a.get("stopped_early")
+        run0 = {"fitness": float(a["fitness"]), "history": a.get("history", []), "seed": a.get("seed"),
+                "wall_time": a.get("wall_time")} if full else None
+        seen[mhash] = Candidate(key=f"trial{t.number}", label=f"#{t.number}", gflops=float(a.get("gflops", 0.0)),
+                                params=int(a.get("params", 0)), model_yaml=text, trial=t.number,
+                                baseline=a.get("baseline") is True,
+                                fitness=float(a["fitness"]), run0=run0)
+    return sorted(seen.values(), key=lambda c: c.trial)
+
+
+def select_candidates(cands: list[Candidate], k: int) -> list[Candidate]:
+    """K candidates spread over the fitness and GFLOPs range, the baseline and the front included."""
+    points = [(c.gflops, c.fitness or 0.0) for c in cands]
+    required = [i for i, c in enumerate(cands) if c.baseline] + sorted(front_indices(points))
+    return [cands[i] for i in spread(points, k, required)]
+
+
+def model_candidates(models: list[str], nc: int, imgsz: Any) -> list[Candidate]:
+    """Candidates for `--models` (built-in names or model YAML paths); NasError for a model that fails."""
+    out = []
+    for name in models:
+        cfg = load_model_cfg(name)
+        cfg.pop("_source", None)
+        cfg["nc"] = nc
+        gflops, params = count_cost(cfg, imgsz)  # builds it on the meta device: a bad layer fails here
+        text = yaml.safe_dump(cfg, sort_keys=False)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        label = Path(name).stem if name.endswith((".yaml", ".yml")) else name
+        out.append(Candidate(key=f"model:{label}:{digest}", label=label, gflops=gflops, params=params,
+                             model_yaml=text))
+    keys = [c.key for c in out]
+    dupes = sorted({k.split(":")[1] for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise NasError(f"--models names the same model twice ({', '.join(dupes)}); name each once")
+    if len(out) < MIN_CANDIDATES:
+        raise NasError(f"--models needs at least {MIN_CANDIDATES} models to rank, got {len(out)}")
+    return out
