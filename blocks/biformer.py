@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blocks._common import like_input
+
 
 def region_grid(size: int, n_win: int) -> tuple[int, int]:
     """(regions, region side) along one axis: n_win regions of ceil(size / n_win) pixels, fewer when the
@@ -108,8 +110,8 @@ class BiFormer(nn.Module):
         out = out.reshape(b, nh * rh, nw * rw, c)[:, :h, :w]  # NHWC, cropped
         if self.lepe is not None:
             # a contiguous input keeps the depthwise conv off PyTorch's slow strided backward
-            out = out + self.lepe(v[:, :, :h, :w].contiguous()).permute(0, 2, 3, 1)
-        return self.wo(out).permute(0, 3, 1, 2).contiguous()
+            out = out + self.lepe(like_input(v[:, :, :h, :w], x)).permute(0, 2, 3, 1)
+        return like_input(self.wo(out).permute(0, 3, 1, 2), x)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_heads={self.num_heads}, n_win={self.n_win}, "

@@ -283,7 +283,7 @@ class EarlyStop:
 
     def should_stop(self, record: dict) -> bool:
         epoch = int(record["epoch"])
-        if epoch < self.first_epoch:
+        if epoch < self.first_epoch or "fitness" not in record:  # an epoch the trainer did not score
             return False
         mine = float(record.get("fitness", 0.0))
         refs = []
@@ -291,7 +291,7 @@ class EarlyStop:
             if float(t.user_attrs.get("gflops", math.inf)) > self.gflops:
                 continue
             for r in t.user_attrs.get("history", []):
-                if int(r.get("epoch", -1)) == epoch:
+                if int(r.get("epoch", -1)) == epoch and "fitness" in r:
                     refs.append((float(r.get("fitness", 0.0)), t.number))
         if len(refs) < self.min_references:
             return False
