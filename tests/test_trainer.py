@@ -197,6 +197,37 @@ def test_native_bf16_detection_falls_back_to_cpuinfo_flags(monkeypatch):
     P.cpu_has_native_bf16.cache_clear()
 
 
+def _grad_reaching_first_input(cat, fmt) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, gradient handed to cat's first input, the output gradient) for a 4 + 8 channel cat."""
+    a = torch.randn(2, 4, 5, 6).contiguous(memory_format=fmt).requires_grad_()
+    b = torch.randn(2, 8, 5, 6).contiguous(memory_format=fmt).requires_grad_()
+    xa, xb = a * 1, b * 1
+    y = cat((xa, xb))
+    seen = []
+    xa.register_hook(seen.append)  # runs after any hook cat registered
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    torch.testing.assert_close(a.grad, g[:, :4])
+    return y, seen[0], g
+
+
+def test_concat_hands_dense_gradients_in_channels_last():
+    """cat's backward gives channel slices with gaps in channels_last; cat_channels makes them dense."""
+    from nas.model.common import cat_channels
+
+    cl = torch.channels_last
+    torch.manual_seed(0)
+    y, plain, g = _grad_reaching_first_input(lambda xs: torch.cat(xs, 1), cl)
+    torch.manual_seed(0)
+    y2, dense, g2 = _grad_reaching_first_input(cat_channels, cl)
+    torch.testing.assert_close(y2, y)
+    torch.testing.assert_close(dense, plain)
+    assert not plain.is_contiguous(memory_format=cl) and dense.is_contiguous(memory_format=cl)
+    # NCHW slices are whole planes: left as torch.cat hands them
+    _, nchw, _ = _grad_reaching_first_input(cat_channels, torch.contiguous_format)
+    assert not nchw.is_contiguous() and nchw.stride(1) == 5 * 6
+
+
 def all_blocks_cfg() -> dict:
     """tiny_cfg with every attention block in the backbone (same layer count and widths, so wiring holds)."""
     cfg = tiny_cfg()
