@@ -244,7 +244,8 @@ def test_bf16_channels_last_training_with_every_block(tiny_data):
     torch.manual_seed(0)
     model = build_model(all_blocks_cfg(), nc=3)
     assert {"SGE", "GE", "FLA", "BiFormer", "FocalModulation"} <= {type(m).__name__ for m in model.model}
-    r = run(tiny_data, model=model, precision=bf16, epochs=1)
+    evaluate(model, load_split(load_data_yaml(tiny_data), "val", IMGSZ))  # caches Detect's 5-d grids
+    r = run(tiny_data, model=model, precision=bf16, epochs=1)  # moving those to channels_last must not fail
     ref = run(tiny_data, model=all_blocks_cfg(), epochs=1)
     assert r.status == "ok" and r.precision == "bf16" and ref.precision == "fp32", r.reason
     losses = [h["loss"] for h in r.history]
