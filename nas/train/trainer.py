@@ -438,7 +438,7 @@ def _run(
                 t = torch.from_numpy(bt.targets).to(dev, non_blocking=True)
                 with prec.autocast(dev):
                     preds = model(x)
-                loss, items = compute_loss(preds, t)  # in float32 (YOLOv5 autocasts it; its ops run in fp32)
+                loss, items = compute_loss(preds, t)  # outside autocast: it reads the predictions as float32
                 if not bool(torch.isfinite(loss)):
                     b, o, c = (float(v) for v in items)
                     raise CandidateFailed(
