@@ -1,8 +1,15 @@
-"""Proxy-training speed: (a) trainer throughput against a bare PyTorch loop on the same model and batches,
+"""Proxy-training speed, each part with its baseline in the same run:
+(p) one training step (forward + YOLOv5 loss + backward + SGD) in fp32, channels_last, bf16 autocast and bf16 +
+    channels_last, variants alternated; ratios against fp32, achieved training GFLOP/s against a large fp32 and
+    bf16 matmul timed in the same run; --profile adds torch.profiler's top ops for one bf16 + channels_last step;
+(e) the search's proxy (8 epochs) evaluated every epoch against only at the rung epochs and the last one, runs
+    alternated; then the cost of one epoch's evaluation with an fp32 forward against a bf16 one;
+(a) trainer throughput against a bare PyTorch loop on the same model and batches;
 (b) wall time of the default proxy (`nas evaluate` defaults) split into data, training and evaluation.
 
-    python bench/bench_train.py                    # both parts, yolov5n and yolov5s
-    python bench/bench_train.py --part a --threads 1
+    python bench/bench_train.py                          # parts p and e (issue 13), yolov5n and yolov5s
+    python bench/bench_train.py --part p --threads 1 --profile
+    python bench/bench_train.py --part ab                # the trainer-overhead parts
 
 The bare loop does only forward, YOLOv5 loss, backward, SGD step on pre-built batches; the trainer adds
 sampling, augmentation (flip + HSV), warm-up bookkeeping, gradient clipping and the finite-loss check.
@@ -13,6 +20,7 @@ rate is its median step (wall and process CPU time), and the median over the rep
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -118,20 +126,217 @@ def part_b(model_name: str, epochs: int, imgsz: int, batch: int) -> None:
     print(f"    per epoch (epoch, mAP50, s): {per_epoch}")
 
 
+# ------------------------------------------------------------------ (p) precision of one training step
+
+VARIANTS = ("fp32", "channels_last", "bf16", "bf16+channels_last")
+
+
+def _variant(name: str):
+    from nas.train import Precision
+
+    bf16 = torch.bfloat16 if name.startswith("bf16") else None
+    return Precision("bf16" if bf16 else "fp32", bf16, name.endswith("channels_last"))
+
+
+class MatmulPeak:
+    """GFLOP/s of n x n x n matmuls (n = 256 ... 2048) in fp32 and bf16, the fastest seen: a peak is what the
+    cores can do, and sampling it between the training steps (`sample`) lets it meet the same load from
+    other processes as the steps do."""
+
+    SIZES = (256, 512, 1024, 2048)
+
+    def __init__(self) -> None:
+        self.operands = [(label, torch.randn(2, n, n, dtype=dtype)) for n in self.SIZES
+                         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))]
+        self.best = {"fp32": 0.0, "bf16": 0.0}
+        self.sample(), self.sample()  # warm-up
+
+    def sample(self) -> None:
+        for label, ab in self.operands:
+            t = time.perf_counter()
+            ab[0] @ ab[1]
+            self.best[label] = max(self.best[label], 2 * ab.shape[1] ** 3 / (time.perf_counter() - t) / 1e9)
+
+
+class Step:
+    """One variant's training step on a fixed batch: its own model copy, SGD and loss, as the trainer runs them."""
+
+    def __init__(self, state: dict, model_name: str, nc: int, imgsz: int, batch: int, variant: str, bt) -> None:
+        from nas.model import build_model
+        from nas.train.loss import DetectionLoss
+        from nas.train.trainer import Hyp, _to_input, build_optimizer
+
+        self.prec = _variant(variant)
+        self.model = build_model(model_name, nc=nc)
+        self.model.load_state_dict(state)
+        self.model.to(memory_format=self.prec.memory_format).train()
+        self.opt = build_optimizer(self.model, Hyp(), batch)
+        self.loss = DetectionLoss(self.model, imgsz)
+        self.images, self.targets = bt.images, torch.from_numpy(bt.targets)
+        self.to_input = _to_input
+
+    def __call__(self) -> float:
+        t = time.perf_counter()
+        x = self.to_input(self.images, torch.device("cpu"), None, self.prec.memory_format)
+        with self.prec.autocast(x.device):
+            preds = self.model(x)
+        loss, _ = self.loss(preds, self.targets)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+
+def part_p(models: list[str], imgsz: int, batch: int, rounds: int, steps: int, profile: bool) -> None:
+    from nas.cost import count
+    from nas.data import SyntheticConfig, batches, load_data_yaml, load_split, synthetic_dataset
+    from nas.model import build_model
+    from nas.train.precision import cpu_has_native_bf16
+
+    spec = load_data_yaml(synthetic_dataset(SyntheticConfig(n_train=batch, n_val=1, size=imgsz)))
+    bt = next(iter(batches(load_split(spec, "train", imgsz), batch)))
+    peak = MatmulPeak()
+    print(f"(p) one training step at imgsz {imgsz}, batch {batch}: forward + YOLOv5 loss + backward + SGD; "
+          f"median of {rounds} rounds x {steps} steps, variants alternated")
+    print(f"    native bf16 (avx512_bf16/amx_bf16): {cpu_has_native_bf16()}; matmul peak: n^3 matmuls, n 256..2048, "
+          "fp32 and bf16, timed between the rounds, the fastest")
+    print("    GFLOP/s = 3 x forward GFLOPs (nas.cost: 2 x MACs of convs and matmuls; forward, grad-input and "
+          "grad-weight each) x images/s; BatchNorm, activations, loss and SGD are not counted")
+    for name in models:
+        torch.manual_seed(0)
+        ref = build_model(name, nc=spec.nc)
+        gflops = count(ref, imgsz=(imgsz, imgsz)).gflops
+        steps_by = {v: Step(ref.state_dict(), name, spec.nc, imgsz, batch, v, bt) for v in VARIANTS}
+        for step in steps_by.values():  # warm-up: oneDNN primitive creation, weight reorders
+            step(), step()
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        for _ in range(rounds):
+            for v, step in steps_by.items():
+                times[v] += [step() for _ in range(steps)]
+            peak.sample()
+        med = {v: statistics.median(t) for v, t in times.items()}
+        best = peak.best
+        print(f"    {name}: {gflops:.2f} forward GFLOPs per image at {imgsz}; matmul peak so far fp32 "
+              f"{best['fp32']:.0f} GFLOP/s, bf16 {best['bf16']:.0f} GFLOP/s")
+        print(f"      {'variant':<20} {'ms/step':>8} {'speed-up':>8} {'img/s':>7} {'GFLOP/s':>8} "
+              f"{'% fp32 peak':>11} {'% bf16 peak':>11}")
+        for v in VARIANTS:
+            rate = 3 * gflops * batch / med[v]
+            print(f"      {v:<20} {1000 * med[v]:8.1f} {med['fp32'] / med[v]:7.2f}x {batch / med[v]:7.1f} "
+                  f"{rate:8.1f} {100 * rate / best['fp32']:10.0f}% {100 * rate / best['bf16']:10.0f}%")
+        if profile:
+            _profile(steps_by["bf16+channels_last"], name)
+
+
+def _profile(step: Step, name: str, rows: int = 15) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    print(f"    top ops by self CPU time, one bf16 + channels_last step of {name}:")
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+    print("\n".join("      " + line for line in table.splitlines()))
+
+
+# ------------------------------------------------------------------ (e) evaluation schedule and precision
+
+
+def rung_epochs(epochs: int, eta: int = 3) -> list[int]:
+    """Geometric rungs at epochs/eta^k (rounded up), below the last epoch: 8 epochs -> [1, 3]."""
+    out, r = set(), epochs / eta
+    while r >= 1:
+        out.add(math.ceil(r))
+        r /= eta
+    return sorted(e for e in out if e < epochs)
+
+
+def part_e(models: list[str], epochs: int, imgsz: int, batch: int, precision: str, repeats: int) -> None:
+    from nas.data import SyntheticConfig, load_data_yaml, load_split, synthetic_dataset
+    from nas.model import build_model
+    from nas.train import evaluate, resolve_precision, train_and_evaluate
+
+    spec = load_data_yaml(synthetic_dataset(SyntheticConfig(size=imgsz)))
+    val = load_split(spec, "val", imgsz)
+    prec = resolve_precision(precision, "cpu")
+    rungs = rung_epochs(epochs)
+    print(f"(e) the search's proxy: {epochs} epochs, imgsz {imgsz}, batch {batch}, precision {prec.name}; eval "
+          f"every epoch against only at rungs {rungs} + the last epoch; runs alternated, {repeats} each")
+    for name in models:
+        runs: dict[str, list] = {"every": [], "rungs": []}
+        model = None
+        for _ in range(repeats):
+            for key, sched in (("every", None), ("rungs", rungs)):
+                torch.manual_seed(0)
+                m = build_model(name, nc=spec.nc)
+                runs[key].append(train_and_evaluate(m, spec, epochs=epochs, imgsz=imgsz, batch=batch,
+                                                    precision=prec, eval_epochs=sched))
+                model = m
+        wall = {k: statistics.median(r.wall_time for r in v) for k, v in runs.items()}
+        ev = {k: statistics.median(r.times["eval"] for r in v) for k, v in runs.items()}
+        tr = {k: statistics.median(r.times["train"] for r in v) for k, v in runs.items()}
+        for k, label in (("every", "eval every epoch"), ("rungs", "eval at rungs + last")):
+            print(f"    {name} {label:<21}: wall {wall[k]:6.1f}s = train {tr[k]:6.1f}s + eval {ev[k]:5.1f}s + rest")
+        print(f"    {name} rungs / every: {wall['rungs'] / wall['every']:.2f} wall, "
+              f"{ev['rungs'] / ev['every']:.2f} eval")
+        fits = {k: round(v[0].fitness, 4) for k, v in runs.items()}
+        print(f"      fitness every {fits['every']}, rungs {fits['rungs']} (same training, scored at fewer epochs)")
+        # one epoch's evaluation of the trained model, forward in fp32 or bf16 (NMS and metrics always fp32)
+        evs: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        maps: dict[str, tuple[float, float]] = {}
+        for _ in range(repeats + 1):
+            for v in VARIANTS:
+                p = _variant(v)
+                model.to(memory_format=p.memory_format)
+                t = time.perf_counter()
+                maps[v] = evaluate(model, val, batch * 2, precision=p)
+                evs[v].append(time.perf_counter() - t)
+        med = {v: statistics.median(t[1:]) for v, t in evs.items()}  # the first round warms up
+        fwd = _forward_time(model, val, batch * 2)
+        print(f"      one epoch's eval ({len(val)} val images): "
+              + ", ".join(f"{v} {med[v]:.2f}s (mAP50 {maps[v][0]:.4f})" for v in VARIANTS))
+        print(f"      fp32 eval costs {med['fp32'] - med['bf16+channels_last']:+.2f}s per evaluated epoch against a "
+              f"bf16 + channels_last forward ({med['fp32'] / med['bf16+channels_last']:.2f}x); of the fp32 eval, "
+              f"the forward alone is {fwd:.2f}s, NMS + metrics the rest")
+
+
+def _forward_time(model, data, batch: int) -> float:
+    from nas.data import batches
+    from nas.train.trainer import _to_input
+
+    model.to(memory_format=torch.contiguous_format).eval()
+    t = time.perf_counter()
+    with torch.no_grad():
+        for bt in batches(data, batch):
+            model(_to_input(bt.images, torch.device("cpu")))
+    return time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["a", "b", "ab"], default="ab")
+    ap.add_argument("--part", default="pe", help="any of p, e, a, b (default pe)")
     ap.add_argument("--models", default="yolov5n,yolov5s")
+    ap.add_argument("--proxy-models", default="yolov5n", help="models for part e (a full proxy run each)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="part p: rounds of alternated variants")
+    ap.add_argument("--steps", type=int, default=3, help="part p: steps per variant per round")
+    ap.add_argument("--profile", action="store_true", help="part p: torch.profiler top ops of a bf16 step")
+    ap.add_argument("--precision", default="auto", help="part e: training precision (auto, fp32, bf16)")
     ap.add_argument("--imgsz", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--epochs", type=int, default=0, help="part b epochs (0: the default proxy's)")
+    ap.add_argument("--epochs", type=int, default=0, help="parts b, e epochs (0: the default proxy's, search's)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, numpy {np.__version__}")
     models = args.models.split(",")
+    if "p" in args.part:
+        part_p(models, args.imgsz, args.batch, args.rounds, args.steps, args.profile)
+    if "e" in args.part:
+        from nas.search import SearchOptions
+
+        epochs = args.epochs or SearchOptions.__dataclass_fields__["epochs"].default
+        part_e(args.proxy_models.split(","), epochs, args.imgsz, args.batch, args.precision, max(args.repeats // 2, 1))
     if "a" in args.part:
         part_a(models[0], args.repeats, args.imgsz, args.batch, n_train=8 * args.batch, epochs=2)
     if "b" in args.part:

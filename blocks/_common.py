@@ -14,3 +14,11 @@ def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
     if is_autocast_available(device.type):
         return torch.autocast(device_type=device.type, enabled=False)
     return contextlib.nullcontext()
+
+
+def like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y made contiguous in x's memory format (channels_last or NCHW), so a block keeps the network's layout:
+    a channels_last model stays channels_last through it, an NCHW one stays NCHW."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blocks._common import like_input
 from blocks.registry import BlockError, divides, int_in, register
 
 
@@ -133,8 +134,8 @@ class BiFormer(nn.Module):
         out = out.reshape(b, nh * rh, nw * rw, c)[:, :h, :w]  # NHWC, cropped
         if self.lepe is not None:
             # a contiguous input keeps the depthwise conv off PyTorch's slow strided backward
-            out = out + self.lepe(v[:, :, :h, :w].contiguous()).permute(0, 2, 3, 1)
-        return self.wo(out).permute(0, 3, 1, 2).contiguous()
+            out = out + self.lepe(like_input(v[:, :, :h, :w], x)).permute(0, 2, 3, 1)
+        return like_input(self.wo(out).permute(0, 3, 1, 2), x)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_heads={self.num_heads}, n_win={self.n_win}, "

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks._common import full_precision
+from blocks._common import full_precision, like_input
 from blocks.registry import BlockError, divides, int_in, register
 
 #: side of the learned positional-encoding grid: the official sr_ratio=1 setting (PVT stage 4 at 224 px,
@@ -113,10 +113,10 @@ class FLA(nn.Module):
         # depthwise conv of v, one conv shared by the heads: (b*heads, d, h, w); contiguous, because the
         # conv's backward on this permuted view takes a slow strided path (2-3x slower here)
         v_maps = v.reshape(b, n, heads, -1).permute(0, 2, 3, 1).reshape(b * heads, c // heads, h, w)
-        v_maps = v_maps.contiguous()
+        v_maps = like_input(v_maps, x)
         out = out + self.dwc(v_maps).reshape(b, c, n).transpose(1, 2)
         out = self.proj(out)
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        return like_input(out.transpose(1, 2).reshape(b, c, h, w), x)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_heads={self.num_heads}, "

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from blocks._common import like_input
 from blocks.registry import BlockError, int_in, register
 
 
@@ -64,7 +65,7 @@ class FocalModulation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.c1
-        y = self.pre_linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()  # (b, 2c+L+1, h, w)
+        y = like_input(self.pre_linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), x)  # (b, 2c+L+1, h, w)
         q, ctx, gates = torch.split(y, (c, c, self.focal_level + 1), dim=1)
         ctx_all = 0
         for level, layer in enumerate(self.focal_layers):
@@ -73,7 +74,7 @@ class FocalModulation(nn.Module):
         ctx_global = self.act(ctx.mean(dim=(2, 3), keepdim=True))
         ctx_all = ctx_all + ctx_global * gates[:, self.focal_level:]
         out = q * self.h(ctx_all)
-        return self.proj(out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+        return like_input(self.proj(out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), x)
 
     def extra_repr(self) -> str:
         return (f"c1={self.c1}, c2={self.c2}, focal_level={self.focal_level}, "

@@ -46,17 +46,17 @@ class SGE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        xg = x.reshape(b * self.groups, c // self.groups, h * w)
+        xg = x.reshape(b, self.groups, c // self.groups, h * w)  # a view in NCHW and in channels_last
         with full_precision(x.device):
             xf = xg.float()
             # similarity of every position to its group's mean feature: a (1 x c/g) @ (c/g x hw) product
-            t = (xf.mean(dim=2, keepdim=True).transpose(1, 2) @ xf).reshape(b * self.groups, h * w)
+            t = (xf.mean(dim=3, keepdim=True).transpose(2, 3) @ xf).reshape(b * self.groups, h * w)
             t = t - t.mean(dim=1, keepdim=True)
             std = t.std(dim=1, keepdim=True, correction=1 if h * w > 1 else 0) + 1e-5
             t = (t / std).reshape(b, self.groups, h, w)
             t = t * self.weight.float() + self.bias.float()
-            gate = torch.sigmoid(t).reshape(b * self.groups, 1, h * w)
-        return (xg * gate.to(x.dtype)).reshape(b, c, h, w)
+            gate = torch.sigmoid(t).reshape(b, self.groups, 1, h * w)
+        return (xg * gate.to(x.dtype)).reshape(b, c, h, w)  # the product keeps x's layout
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, groups={self.groups}"

@@ -346,6 +346,7 @@ def test_early_stop_compares_with_cheaper_finished_trials_at_the_same_epoch():
                       (9.0, [0.02, 0.30, 0.40, 0.50])])
     stop = EarlyStop(study, gflops=4.1, ratio=0.6, epochs=4)
     assert not stop.should_stop({"epoch": 1, "fitness": 0.0})  # before half of the run: never
+    assert not stop.should_stop({"epoch": 2, "loss": 1.0})  # an epoch the trainer did not score: never
     # at epoch 2 the references that cost no more (4.0 and 4.05) peak at 0.05: 0.02 < 0.6 x 0.05,
     # and 0.05 is above the noise floor
     assert stop.should_stop({"epoch": 2, "fitness": 0.02}) and "trial 0" in stop.reason

@@ -153,6 +153,132 @@ def test_build_problems(tiny_data, monkeypatch):
     assert r.status == "failed" and r.reason == "model build: RuntimeError: out of memory while building"
 
 
+# ---------------------------------------------------------------- precision and evaluation schedule
+
+
+def test_precision_choice_by_cpu_feature(monkeypatch):
+    from nas.train import precision as P
+
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    auto = P.resolve_precision("auto", "cpu")
+    assert (auto.name, auto.autocast_dtype, auto.channels_last, auto.grad_scaler) == (
+        "bf16", torch.bfloat16, True, False)
+    assert P.resolve_precision("bf16", "cpu") == auto
+    assert P.resolve_precision("fp32", "cpu") == P.FP32 and P.FP32.autocast_dtype is None
+
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert P.resolve_precision("auto", "cpu") == P.FP32
+    with pytest.raises(NasError, match="no native bf16.*use --precision fp32"):
+        P.resolve_precision("bf16", "cpu")
+    with pytest.raises(NasError, match="fp16 is for CUDA.*--precision bf16"):
+        P.resolve_precision("fp16", "cpu")
+    with pytest.raises(NasError, match="'fp8' is unknown; use one of auto, fp32, bf16, fp16"):
+        P.resolve_precision("fp8", "cpu")
+    cuda = P.resolve_precision("auto", "cuda")  # resolving needs no GPU
+    assert (cuda.name, cuda.autocast_dtype, cuda.channels_last, cuda.grad_scaler) == (
+        "fp16", torch.float16, True, True)
+    # the trainer refuses before loading anything
+    with pytest.raises(NasError, match="no native bf16"):
+        train_and_evaluate(tiny_cfg(), "missing.yaml", precision="bf16")
+
+
+def test_native_bf16_detection_falls_back_to_cpuinfo_flags(monkeypatch):
+    from nas.train import precision as P
+
+    def broken():
+        raise RuntimeError("probe changed")
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", broken, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    for flags, expected in (({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx512f", "avx2"}, False)):
+        monkeypatch.setattr(P, "_cpuinfo_flags", lambda flags=flags: flags)
+        P.cpu_has_native_bf16.cache_clear()
+        assert P.cpu_has_native_bf16() is expected, flags
+    P.cpu_has_native_bf16.cache_clear()
+
+
+def _grad_reaching_first_input(cat, fmt) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, gradient handed to cat's first input, the output gradient) for a 4 + 8 channel cat."""
+    a = torch.randn(2, 4, 5, 6).contiguous(memory_format=fmt).requires_grad_()
+    b = torch.randn(2, 8, 5, 6).contiguous(memory_format=fmt).requires_grad_()
+    xa, xb = a * 1, b * 1
+    y = cat((xa, xb))
+    seen = []
+    xa.register_hook(seen.append)  # runs after any hook cat registered
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    torch.testing.assert_close(a.grad, g[:, :4])
+    return y, seen[0], g
+
+
+def test_concat_hands_dense_gradients_in_channels_last():
+    """cat's backward gives channel slices with gaps in channels_last; cat_channels makes them dense."""
+    from nas.model.common import cat_channels
+
+    cl = torch.channels_last
+    torch.manual_seed(0)
+    y, plain, g = _grad_reaching_first_input(lambda xs: torch.cat(xs, 1), cl)
+    torch.manual_seed(0)
+    y2, dense, g2 = _grad_reaching_first_input(cat_channels, cl)
+    torch.testing.assert_close(y2, y)
+    torch.testing.assert_close(dense, plain)
+    assert not plain.is_contiguous(memory_format=cl) and dense.is_contiguous(memory_format=cl)
+    # NCHW slices are whole planes: left as torch.cat hands them
+    _, nchw, _ = _grad_reaching_first_input(cat_channels, torch.contiguous_format)
+    assert not nchw.is_contiguous() and nchw.stride(1) == 5 * 6
+
+
+def all_blocks_cfg() -> dict:
+    """tiny_cfg with every attention block in the backbone (same layer count and widths, so wiring holds)."""
+    cfg = tiny_cfg()
+    bb = cfg["backbone"]
+    bb[2], bb[4], bb[6] = [-1, 1, "SGE", [128, 8]], [-1, 1, "GE", [256]], [-1, 1, "FLA", [512]]
+    bb[8], bb[9] = [-1, 1, "BiFormer", [1024]], [-1, 1, "FocalModulation", [1024]]
+    return cfg
+
+
+def test_bf16_channels_last_training_with_every_block(tiny_data):
+    from nas.train import Precision
+
+    bf16 = Precision("bf16", torch.bfloat16, True)  # given resolved: runs (slowly) on any CPU
+    torch.manual_seed(0)
+    model = build_model(all_blocks_cfg(), nc=3)
+    assert {"SGE", "GE", "FLA", "BiFormer", "FocalModulation"} <= {type(m).__name__ for m in model.model}
+    evaluate(model, load_split(load_data_yaml(tiny_data), "val", IMGSZ))  # caches Detect's 5-d grids
+    r = run(tiny_data, model=model, precision=bf16, epochs=1)  # moving those to channels_last must not fail
+    ref = run(tiny_data, model=all_blocks_cfg(), epochs=1)
+    assert r.status == "trained" and r.precision == "bf16" and ref.precision == "fp32", r.reason
+    losses = [h["loss"] for h in r.history]
+    assert all(math.isfinite(v) for v in losses) and len(losses) == 1
+    # bf16 really ran (not bit-identical to fp32) and trains like fp32
+    assert losses != [h["loss"] for h in ref.history]
+    assert losses[0] == pytest.approx(ref.history[0]["loss"], rel=0.05)
+    # weights stay float32, convolutions in channels_last
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.model[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_eval_epochs_scores_only_chosen_epochs(tiny_data):
+    every = run(tiny_data, epochs=3)
+    some = run(tiny_data, epochs=3, eval_epochs={1})
+    last = run(tiny_data, epochs=3, eval_epochs=lambda e: False)
+    scored = {"mAP50", "mAP50-95", "fitness"}
+    assert [scored <= set(h) for h in every.history] == [True, True, True]
+    assert [scored <= set(h) for h in some.history] == [True, False, True]  # the last epoch always
+    assert [scored <= set(h) for h in last.history] == [False, False, True]
+    assert not scored & set(some.history[1]) and {"epoch", "box", "obj", "cls", "loss", "time"} <= set(some.history[1])
+    # evaluation does not change training: same losses, same scores where scored
+    for h_every, h_some in zip(every.history, some.history):
+        assert h_some["loss"] == h_every["loss"]
+        if "fitness" in h_some:
+            assert h_some["fitness"] == h_every["fitness"]
+    best = max((h for h in some.history if "fitness" in h), key=lambda h: h["fitness"])
+    assert some.fitness == best["fitness"] and some.best_epoch == best["epoch"]
+    assert last.fitness == every.history[-1]["fitness"] and last.best_epoch == 3
+    with pytest.raises(NasError, match="whole epoch numbers"):
+        run(tiny_data, eval_epochs=[1.5])
+
+
 @pytest.mark.slow
 def test_training_learns(tmp_path_factory):
     """Eight epochs (128 steps) on easy one-class synthetic data lift mAP far above the untrained model's."""

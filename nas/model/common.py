@@ -13,6 +13,26 @@ import torch
 from torch import nn
 
 
+def cat_channels(xs: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """torch.cat along channels; in channels_last training each input's gradient is made dense.
+
+    cat's backward hands its inputs channel slices of the output gradient. In NCHW those are whole planes,
+    but in channels_last they are runs of a few channels with gaps, and the SiLU and BatchNorm backward
+    kernels that consume them run several times slower there than on dense memory (seen in
+    bench/bench_train.py's profile); one copy per input is cheaper.
+    """
+    if torch.is_grad_enabled():
+        for x in xs:
+            if x.requires_grad and x.dim() == 4 and not x.is_contiguous() \
+                    and x.is_contiguous(memory_format=torch.channels_last):
+                x.register_hook(_dense_channels_last)
+    return torch.cat(xs, 1)
+
+
+def _dense_channels_last(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
+
+
 def autopad(k: int | list[int], p: int | list[int] | None = None, d: int = 1) -> int | list[int]:
     """'Same' padding for kernel k and dilation d, unless p is given."""
     if d > 1:
@@ -147,7 +167,7 @@ class C3(nn.Module):
         self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+        return self.cv3(cat_channels((self.m(self.cv1(x)), self.cv2(x))))
 
 
 class C3x(C3):
@@ -216,7 +236,7 @@ class SPPF(nn.Module):
         x = self.cv1(x)
         y1 = self.m(x)
         y2 = self.m(y1)
-        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), 1))
+        return self.cv2(cat_channels((x, y1, y2, self.m(y2))))
 
 
 class Focus(nn.Module):
@@ -325,4 +345,4 @@ class Concat(nn.Module):
         self.d = dimension
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(x, self.d)
+        return cat_channels(x) if self.d == 1 else torch.cat(x, self.d)

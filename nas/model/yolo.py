@@ -504,12 +504,13 @@ class DetectionModel(nn.Module):
             mi.bias = torch.nn.Parameter(b.view(-1), requires_grad=True)
 
     def _apply(self, fn, recurse=True):
-        # move Detect's non-buffer tensors (stride, grids) with the model, as YOLOv5 does
+        # move Detect's stride with the model, as YOLOv5 does; drop its cached grids (rebuilt at the next eval
+        # forward), which fn may not apply to: .to(memory_format=torch.channels_last) refuses 5-d tensors
         self = super()._apply(fn, recurse)
         m = self.model[-1]
         m.stride = fn(m.stride)
-        m.grid = list(map(fn, m.grid))
-        m.anchor_grid = list(map(fn, m.anchor_grid))
+        m.grid = [torch.empty(0) for _ in m.grid]
+        m.anchor_grid = [torch.empty(0) for _ in m.anchor_grid]
         self.stride = m.stride
         return self
 

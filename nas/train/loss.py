@@ -128,7 +128,7 @@ class DetectionLoss:
         lobj = torch.zeros((), device=device)
         lcls = torch.zeros((), device=device)
         for i, (p, t) in enumerate(zip(preds, assigned, strict=True)):
-            tobj = torch.zeros(p.shape[:4], dtype=p.dtype, device=device)
+            tobj = torch.zeros(p.shape[:4], device=device)  # float32 IoU targets, also for bf16/fp16 preds
             n = t.image.shape[0]
             if n:
                 ps = p[t.image, t.anchor, t.gj, t.gi].float()  # (n, 5 + nc)
@@ -136,12 +136,12 @@ class DetectionLoss:
                 pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * t.anchor_wh
                 iou = ciou(torch.cat((pxy, pwh), 1), t.box)
                 lbox = lbox + (1.0 - iou).mean()
-                tobj[t.image, t.anchor, t.gj, t.gi] = iou.detach().clamp(0).to(tobj.dtype)
+                tobj[t.image, t.anchor, t.gj, t.gi] = iou.detach().clamp(0)
                 if self.nc > 1:
                     tc = torch.zeros_like(ps[:, 5:])
                     tc[torch.arange(n, device=device), t.cls] = 1.0
                     lcls = lcls + self.bce(ps[:, 5:], tc)
-            lobj = lobj + self.bce(p[..., 4].float(), tobj.float()) * self.balance[i]
+            lobj = lobj + self.bce(p[..., 4].float(), tobj) * self.balance[i]
         lbox = lbox * self.box_gain
         lobj = lobj * self.obj_gain
         lcls = lcls * self.cls_gain

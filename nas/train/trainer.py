@@ -2,7 +2,8 @@
 
 The loop follows YOLOv5 v7.0 train.py: SGD (nesterov, three parameter groups), warm-up of learning rate,
 momentum and gradient accumulation towards the nominal batch, linear or cosine decay to lrf, gradient
-clipping at norm 10. It evaluates every epoch (the val set is small) so fitness exists per epoch.
+clipping at norm 10. It evaluates on the val split every epoch, or only at the epochs a caller's decisions
+need (eval_epochs) and the last one. Precision: fp32, or bf16/fp16 autocast with channels_last (precision.py).
 Not copied from YOLOv5: EMA weights (over a proxy's few hundred steps the EMA equals the raw weights),
 AutoAnchor, rectangular val batches (val images are letterboxed square like training ones).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from nas.record import CandidateFailed, Outcome
 from nas.train.boxes import non_max_suppression, scale_boxes
 from nas.train.loss import DetectionLoss, detect_head
 from nas.train.metrics import coco_map, fitness
+from nas.train.precision import FP32, Precision, resolve_precision
 
 
 class StopTraining(Exception):  # noqa: N818 - the name says what raising it does
@@ -99,8 +101,8 @@ class Hyp:
 class ProxyResult:
     """Outcome of one proxy run. status: trained, stopped (by the callback) or failed (reason says why).
 
-    Metrics are those of the best-fitness epoch (YOLOv5 reports its best checkpoint); a failed run
-    scores 0 but keeps the history of the epochs it completed.
+    Metrics are those of the best-fitness evaluated epoch (YOLOv5 reports its best checkpoint); a failed run
+    scores 0 but keeps the history of the epochs it completed. precision is the resolved one (fp32, bf16, fp16).
     """
 
     fitness: float = 0.0
@@ -118,6 +120,7 @@ class ProxyResult:
     seed: int = 0
     imgsz: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict with YOLOv5's metric names (mAP50-95)."""
@@ -179,8 +182,12 @@ def evaluate(
     iou_thres: float = 0.6,
     max_det: int = 300,
     multi_label: bool = False,
+    precision: Precision = FP32,
 ) -> tuple[float, float]:
-    """(mAP@0.5, mAP@0.5:0.95) of a model on a letterboxed split; boxes are mapped back to original pixels."""
+    """(mAP@0.5, mAP@0.5:0.95) of a model on a letterboxed split; boxes are mapped back to original pixels.
+
+    precision sets the input layout and the forward's autocast; NMS and the metrics always run in float32.
+    """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -189,8 +196,9 @@ def evaluate(
         with torch.no_grad():
             for bt in batches(data, batch):
                 idx = bt.indices
-                x = _to_input(bt.images, device)
-                out = model(x)
+                x = _to_input(bt.images, device, memory_format=precision.memory_format)
+                with precision.autocast(device):
+                    out = model(x)
                 out = out[0] if isinstance(out, (list, tuple)) else out
                 dets = non_max_suppression(out.float(), conf_thres, iou_thres, max_det, multi_label)
                 for d, i in zip(dets, idx, strict=True):
@@ -204,17 +212,21 @@ def evaluate(
     return coco_map(preds, labels, data.shapes0, data.nc)
 
 
-def _to_input(images: np.ndarray, device: torch.device, hsv: np.ndarray | None = None) -> torch.Tensor:
-    """uint8 (b, h, w, 3) -> float (b, 3, h, w) in [0, 1], contiguous NCHW, colour-jittered when hsv is given.
+def _to_input(
+    images: np.ndarray,
+    device: torch.device,
+    hsv: np.ndarray | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """uint8 (b, h, w, 3) -> float (b, 3, h, w) in [0, 1] in the given layout, colour-jittered when hsv is given.
 
-    Without the explicit layout the permuted copy would be channels-last, and the whole network would
-    follow that layout: faster for plain convolutions on CPU, but a different layout for some batches
-    than for others, and .view() calls inside blocks can fail on it.
+    The layout is explicit because the permuted copy would otherwise be channels-last for some batches and
+    NCHW for others, and the whole network follows its input's layout.
     """
     x = torch.from_numpy(images).to(device, non_blocking=True)
     if hsv is not None:
-        return color_jitter(x, torch.from_numpy(hsv))
-    return x.permute(0, 3, 1, 2).float().div_(255).contiguous()
+        return color_jitter(x, torch.from_numpy(hsv)).contiguous(memory_format=memory_format)
+    return x.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=memory_format)
 
 
 def _count_cost(model: nn.Module, imgsz: int) -> float | None:
@@ -287,7 +299,8 @@ def train_and_evaluate(
     *,
     hyp: Hyp | dict | None = None,
     cache_dir: str | Path | None = None,
-    amp: bool = False,
+    precision: str | Precision = "fp32",
+    eval_epochs: Collection[int] | Callable[[int], bool] | None = None,
     deterministic: bool = True,
     batch_callback: Callable[[int, int, int], None] | None = None,
 ) -> ProxyResult:
@@ -299,13 +312,19 @@ def train_and_evaluate(
     status "failed" and a reason. User errors (missing data, bad options, a model YAML the builder rejects)
     raise NasError. A module passed in is trained in place; a config is built after torch.manual_seed(seed).
     batch_callback(epoch, batch_index, batches_per_epoch) is for progress displays.
+    precision: "auto" | "fp32" | "bf16" | "fp16" (see nas.train.precision) or a resolved Precision; the val
+    split is always scored in float32. eval_epochs: the 1-based epochs to score on the val split (a
+    collection, or a predicate on the epoch), the last epoch always; None scores every epoch. Records of
+    the other epochs carry the training losses but no mAP50, mAP50-95 or fitness keys.
     """
     t_start = time.perf_counter()
     hyp = Hyp.from_any(hyp)
     dev = _device(device)
+    prec = precision if isinstance(precision, Precision) else resolve_precision(precision, dev)
     if epochs < 1 or batch < 1 or imgsz < 32:
         raise NasError(f"epochs ({epochs}) and batch ({batch}) must be >= 1 and imgsz ({imgsz}) >= 32")
-    result = ProxyResult(seed=seed, imgsz=imgsz, device=str(dev))
+    scored = _eval_schedule(eval_epochs, epochs)
+    result = ProxyResult(seed=seed, imgsz=imgsz, device=str(dev), precision=prec.name)
 
     t0 = time.perf_counter()
     spec = resolve_data(data, imgsz, cache_dir)
@@ -330,9 +349,25 @@ def train_and_evaluate(
             lo, hi = max(imgsz // gs * gs, gs), (imgsz // gs + 1) * gs
             raise NasError(f"imgsz {imgsz} is not a multiple of the model's largest stride {gs}; use {lo} or {hi}")
         result.gflops = _count_cost(model, imgsz)
-        _run(model, train_set, val_set, epochs, batch, seed, dev, hyp, amp, callback, batch_callback, result)
+        _run(model, train_set, val_set, epochs, batch, seed, dev, hyp, prec, scored, callback, batch_callback,
+             result)
     result.wall_time = time.perf_counter() - t_start
     return result
+
+
+def _eval_schedule(
+    eval_epochs: Collection[int] | Callable[[int], bool] | None, epochs: int
+) -> Callable[[int], bool]:
+    """eval_epochs -> a predicate on 1-based epochs that is also true for the last epoch."""
+    if eval_epochs is None:
+        return lambda e: True
+    if callable(eval_epochs):
+        chosen = eval_epochs
+        return lambda e: e == epochs or bool(chosen(e))
+    wanted = set(eval_epochs)
+    if not all(isinstance(e, int) for e in wanted):
+        raise NasError(f"eval_epochs must be whole epoch numbers, got {sorted(map(str, wanted))}")
+    return lambda e: e == epochs or e in wanted
 
 
 def _run(
@@ -344,16 +379,17 @@ def _run(
     seed: int,
     dev: torch.device,
     hyp: Hyp,
-    amp: bool,
+    prec: Precision,
+    scored: Callable[[int], bool],
     callback: Callable[[dict], bool | None] | None,
     batch_callback: Callable[[int, int, int], None] | None,
     result: ProxyResult,
 ) -> None:
     """The epoch loop; fills result in place."""
     times = result.times
-    use_amp = amp and dev.type == "cuda"
+    eval_prec = replace(prec, autocast_dtype=None)  # scored in float32, in the training layout
     try:
-        model.to(dev).train()
+        model.to(dev, memory_format=prec.memory_format).train()
         optimizer = build_optimizer(model, hyp, batch)
         compute_loss = DetectionLoss(model, train_set.size, hyp.box, hyp.cls, hyp.obj, hyp.anchor_t)
     except Exception as e:
@@ -361,7 +397,7 @@ def _run(
         return
     for g in optimizer.param_groups:
         g["initial_lr"] = hyp.lr0
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(dev.type, enabled=prec.grad_scaler)
     lf = lr_factor(hyp, epochs)
     nb = math.ceil(len(train_set) / batch)
     nw = min(round(hyp.warmup_epochs * nb), (epochs * nb) // 3) if hyp.warmup_epochs > 0 else 0
@@ -391,11 +427,11 @@ def _run(
                     for g in optimizer.param_groups:
                         g["lr"] = g["initial_lr"] * lf(epoch)
                         g["momentum"] = hyp.momentum
-                x = _to_input(bt.images, dev, bt.hsv)
+                x = _to_input(bt.images, dev, bt.hsv, prec.memory_format)
                 t = torch.from_numpy(bt.targets).to(dev, non_blocking=True)
-                with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                with prec.autocast(dev):
                     preds = model(x)
-                    loss, items = compute_loss(preds, t)
+                loss, items = compute_loss(preds, t)  # outside autocast: it reads the predictions as float32
                 if not bool(torch.isfinite(loss)):
                     b, o, c = (float(v) for v in items)
                     raise CandidateFailed(
@@ -421,9 +457,12 @@ def _run(
             means = (sums / max(n_seen, 1)).tolist()
             if not all(math.isfinite(v) for v in means):
                 raise CandidateFailed(f"non-finite loss at epoch {epoch + 1}")
-            m50, m5095 = evaluate(
-                model, val_set, batch * 2, dev, hyp.conf_thres, hyp.iou_thres, hyp.max_det, hyp.multi_label
-            )
+            rec: dict[str, Any] = {"epoch": epoch + 1, "box": means[0], "obj": means[1], "cls": means[2],
+                                   "loss": sum(means)}
+            if scored(epoch + 1):
+                m50, m5095 = evaluate(model, val_set, batch * 2, dev, hyp.conf_thres, hyp.iou_thres, hyp.max_det,
+                                      hyp.multi_label, eval_prec)
+                rec.update({"mAP50": m50, "mAP50-95": m5095, "fitness": fitness(m50, m5095)})
             times["eval"] += time.perf_counter() - t_train
         except (KeyboardInterrupt, NasError):
             raise
@@ -435,23 +474,13 @@ def _run(
         except Exception as e:
             _fail(result, f"epoch {epoch + 1}: {_describe(e)}")
             return
-        fit = fitness(m50, m5095)
-        rec = {
-            "epoch": epoch + 1,
-            "box": means[0],
-            "obj": means[1],
-            "cls": means[2],
-            "loss": sum(means),
-            "mAP50": m50,
-            "mAP50-95": m5095,
-            "fitness": fit,
-            "time": time.perf_counter() - t_epoch,
-        }
+        rec["time"] = time.perf_counter() - t_epoch
         result.history.append(rec)
         result.epochs = epoch + 1
-        if fit > best:
-            best = fit
-            result.fitness, result.mAP50, result.mAP50_95, result.best_epoch = fit, m50, m5095, epoch + 1
+        if "fitness" in rec and rec["fitness"] > best:
+            best = rec["fitness"]
+            result.fitness, result.mAP50, result.mAP50_95 = rec["fitness"], rec["mAP50"], rec["mAP50-95"]
+            result.best_epoch = epoch + 1
         if callback is not None:
             try:
                 go_on = callback(dict(rec))
