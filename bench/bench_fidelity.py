@@ -40,6 +40,7 @@ from nas.audit.links import build_data, count_cost, load_model_cfg, trainer_acce
 from nas.audit.report import CandidateRuns, scores  # noqa: E402
 from nas.audit.stats import correlate, kendall_tau, mean_pairwise_tau, pooled_sd  # noqa: E402
 from nas.cost import predict_cost  # noqa: E402
+from nas.data.synthetic import GENERATOR_VERSION  # noqa: E402
 from nas.space import baseline, load_space, model_hash, render, sample, to_yaml  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------
@@ -66,7 +67,7 @@ class Settings:
 
     def key(self) -> str:
         return (f"e{self.epochs}|i{self.imgsz}|b{self.batch}|n{self.n_train}/{self.n_val}|{self.precision}"
-                f"|v{BENCH_VERSION}")
+                f"|v{BENCH_VERSION}|d{GENERATOR_VERSION}")
 
     def valid(self) -> bool:
         return self.epochs >= 1 and self.imgsz >= 64 and self.imgsz % 32 == 0 and self.n_train >= 1
