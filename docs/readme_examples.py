@@ -1,0 +1,146 @@
+"""Regenerate every command output shown in README.md from a real run of the current code.
+
+Each example in the README sits between two markers:
+
+    <!-- example: NAME -->
+    ```
+    $ nas ...
+    (output)
+    ```
+    <!-- /example -->
+
+This script runs the commands of each example (table EXAMPLES below) in one scratch directory, in order,
+so later examples (pareto, export-best) read the study the search example left, and writes their real
+output between the markers. Long outputs are shortened by keeping head/tail lines around a "..." line.
+
+    python docs/readme_examples.py                 # rerun all examples and rewrite README.md
+    python docs/readme_examples.py --only profile  # just some (those that need a study run the search too)
+    python docs/readme_examples.py --check         # exit 1 if the README's markers and the table disagree
+
+The search example is the README's main command and takes about ten minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+WIDTH = 120
+
+
+@dataclass
+class Example:
+    """One README block: commands run in order; their output shortened to head/tail lines."""
+
+    commands: list[str]
+    head: int = 0  # 0 = keep everything
+    tail: int = 0
+    needs: list[str] = field(default_factory=list)  # examples that must run first (same scratch directory)
+    show_command: bool = True
+    keep: str | None = None  # regex: when set, lines matching it are kept from the elided middle
+    time_it: bool = False
+
+
+EXAMPLES: dict[str, Example] = {
+    "profile": Example(["nas profile yolov5s"], head=12, tail=6),
+    "blocks": Example(["nas blocks --channels 128 --imgsz 40x40"]),
+    "space": Example(["nas space search_spaces/sppf.yaml"]),
+    "evaluate": Example(["nas evaluate yolov5n"], head=4, tail=9, keep=r"^\s+5/10"),
+    "search": Example(["nas search --space search_spaces/neck.yaml --budget 10gflops"], head=8, tail=14,
+                      keep=r"-> (rejected|stopped)", time_it=True, show_command=False),
+    "pareto": Example(["nas pareto"], needs=["search"]),
+    "export": Example(["nas export-best --out best.yaml", "cat best.yaml"], head=18, tail=6, needs=["search"]),
+}
+
+
+def run(cmd: str, cwd: Path, env: dict[str, str]) -> str:
+    """Run one README command (a shell line) and return stdout+stderr as the user sees them."""
+    start = time.monotonic()
+    proc = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    if proc.returncode not in (0,):
+        print(f"warning: {cmd!r} exited {proc.returncode}", file=sys.stderr)
+    return out.rstrip("\n") + "\n", time.monotonic() - start
+
+
+def shorten(text: str, ex: Example) -> str:
+    lines = [line.rstrip() for line in text.splitlines()]
+    if not ex.head or len(lines) <= ex.head + ex.tail + 1:
+        return "\n".join(lines)
+    middle = lines[ex.head : len(lines) - ex.tail]
+    kept = [line for line in middle if ex.keep and re.search(ex.keep, line)]
+    out = lines[: ex.head] + ["..."]
+    for line in kept:
+        out += [line, "..."]
+    return "\n".join(out + lines[len(lines) - ex.tail :])
+
+
+def render(name: str, cwd: Path, env: dict[str, str]) -> str:
+    ex = EXAMPLES[name]
+    parts = []
+    for cmd in ex.commands:
+        print(f"[{name}] $ {cmd}", file=sys.stderr, flush=True)
+        out, seconds = run(cmd, cwd, env)
+        block = shorten(out, ex)
+        if ex.time_it:
+            block += f"\n(wall time {seconds / 60:.1f} min on this machine)"
+        parts.append((f"$ {cmd}\n" if ex.show_command else "") + block)
+    return "\n".join(parts)
+
+
+def splice(readme: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- example: {re.escape(name)} -->\n```[a-z]*\n)(.*?)(\n```\n<!-- /example -->)", re.S)
+    if not pattern.search(readme):
+        raise SystemExit(f"error: README.md has no '<!-- example: {name} -->' block followed by a code fence")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(3), readme, count=1)
+
+
+def markers(readme: str) -> list[str]:
+    return re.findall(r"<!-- example: ([\w-]+) -->", readme)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", help="example names (default: all)")
+    ap.add_argument("--check", action="store_true", help="only compare README markers with the table")
+    ap.add_argument("--workdir", type=Path, default=None, help="scratch directory (default: a new temp dir)")
+    args = ap.parse_args(argv)
+    readme = README.read_text()
+    found = markers(readme)
+    missing, unknown = set(EXAMPLES) - set(found), set(found) - set(EXAMPLES)
+    if missing or unknown:
+        print(f"README markers missing: {sorted(missing)}; unknown: {sorted(unknown)}", file=sys.stderr)
+        return 1
+    if args.check:
+        return 0
+    names = args.only or list(EXAMPLES)
+    order: list[str] = []
+    for n in names:
+        for dep in EXAMPLES[n].needs + [n]:
+            if dep not in order:
+                order.append(dep)
+    cwd = args.workdir or Path(tempfile.mkdtemp(prefix="nas-readme-"))
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "search_spaces").exists() or (cwd / "search_spaces").symlink_to(ROOT / "search_spaces")
+    env = dict(os.environ, COLUMNS=str(WIDTH), TERM="dumb", NO_COLOR="1")
+    for name in order:
+        body = render(name, cwd, env)
+        readme = splice(readme, name, body)
+        README.write_text(readme)  # after each example, so a long run keeps what it finished
+        print(f"[{name}] written to README.md", file=sys.stderr)
+    print(f"done; scratch directory {cwd} ({shlex.quote(str(cwd))})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
