@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nas.budget import Budget
-from nas.space import predict_cost  # the cost table's home; change this one line when it moves to nas.cost
+from nas.cost import predict_cost
 
 if TYPE_CHECKING:
     from nas.space import Architecture, Space

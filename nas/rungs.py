@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from nas.errors import NasError
-from nas.study import dominates  # (fitness, GFLOPs) dominance; moves to nas.pareto with the restructure
+from nas.pareto import dominates
 
 RUNGS_ATTR = "rungs"  # trial user attr: {"<epoch>": fitness at that epoch}
 
