@@ -124,7 +124,7 @@ def gate_rejections(n: int = 200) -> None:
 
     # the whole over-budget trial as the search runs it: TPE sample, gate, the trial record; SQLite opened the
     # way the search opens it (WAL, no fsync per commit), and in memory to show what the storage costs
-    from nas.study import resolve_storage  # moves to nas.storage with the restructure
+    from nas.storage import resolve_storage
 
     for name, use_table, where in (("full count", False, "sqlite"), ("table gate", True, "sqlite"),
                                    ("full count", False, "memory"), ("table gate", True, "memory")):

@@ -70,6 +70,7 @@ class TrialRecord:
     fail_reason: str | None = None
     reused_from: int | None = None
     stopped_early: dict[str, Any] | None = None
+    rungs: dict[str, float] = field(default_factory=dict)  # successive halving: {"<epoch>": fitness at that rung}
     outcome: Outcome | None = None
     retry_of: int | None = None
     claimed: bool = False  # holds one of the --trials training slots (claimed before training)
@@ -126,6 +127,7 @@ def read(t: FrozenTrial) -> TrialRecord:
     choices = a.get("choices")
     history = a.get("history")
     stopped = a.get("stopped_early")
+    rungs = a.get("rungs")
     return TrialRecord(
         number=t.number,
         state=t.state.name if getattr(t, "state", None) is not None else "RUNNING",
@@ -148,6 +150,7 @@ def read(t: FrozenTrial) -> TrialRecord:
         fail_reason=a.get("fail_reason"),
         reused_from=_int(a.get("reused_from")),
         stopped_early=stopped if isinstance(stopped, dict) else None,
+        rungs={str(k): v for k, v in (rungs if isinstance(rungs, dict) else {}).items() if _num(v) is not None},
         outcome=_outcome(a.get("outcome")),
         retry_of=_int(a.get("retry_of")),
         claimed=a.get("claimed") is True,

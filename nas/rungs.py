@@ -4,7 +4,7 @@ Optuna cannot prune two-objective studies, so the decision is ours. Rungs sit at
 proxy (epochs / eta^k). When a candidate reaches a rung it goes on only if its (fitness at the rung, GFLOPs)
 ranks in the top ceil(n / eta) of the n candidates that reached that rung so far, by non-dominated sorting
 with crowding distance inside the last front (NSGA-II ranking, one of MO-ASHA's). The records live in the
-study as the trial user attr `rungs` ({"3": 0.1234}), so the decision is asynchronous, multi-worker and
+study as the trial record's `rungs` ({"3": 0.1234}, nas.record), so the decision is asynchronous, multi-worker and
 resume safe. References: Schmucker et al. 2021 (MO-ASHA); Li et al. 2020 (ASHA); Deb et al. 2002 (NSGA-II).
 """
 
@@ -16,8 +16,7 @@ from typing import Any
 
 from nas.errors import NasError
 from nas.pareto import dominates
-
-RUNGS_ATTR = "rungs"  # trial user attr: {"<epoch>": fitness at that epoch}
+from nas.record import read, write
 
 Score = tuple[Hashable, float, float]  # (key, fitness at the rung, GFLOPs)
 
@@ -119,10 +118,11 @@ def rung_scores(study: Any, epoch: int, exclude: int | None = None) -> list[Scor
 
     out: list[Score] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-        fitness = (t.user_attrs.get(RUNGS_ATTR) or {}).get(str(epoch))
-        if t.number == exclude or fitness is None or t.user_attrs.get("gflops") is None:
+        r = read(t)
+        fitness = r.rungs.get(str(epoch))
+        if t.number == exclude or fitness is None or r.gflops is None:
             continue
-        out.append((t.number, float(fitness), float(t.user_attrs["gflops"])))
+        out.append((t.number, float(fitness), r.gflops))
     return out
 
 
@@ -152,7 +152,7 @@ class SuccessiveHalving:
             raise ValueError(f"epoch {epoch} is a rung but its record has no fitness: evaluate at {self.epochs}")
         fitness = round(float(record["fitness"]), 6)
         self.records[str(epoch)] = fitness
-        self.trial.set_user_attr(RUNGS_ATTR, dict(self.records))
+        write(self.trial, rungs=dict(self.records))
         me = self.trial.number
         scores = [*rung_scores(self.study, epoch, exclude=me), (me, fitness, self.gflops)]
         if promote(scores, me, self.eta):
@@ -165,5 +165,5 @@ class SuccessiveHalving:
         return True
 
 
-__all__ = ["RUNGS_ATTR", "SuccessiveHalving", "crowding", "fronts", "promote", "rank_keys",
+__all__ = ["SuccessiveHalving", "crowding", "fronts", "promote", "rank_keys",
            "rung_epochs", "rung_scores"]

@@ -10,7 +10,7 @@ from optuna.trial import TrialState, create_trial
 from nas.data import SyntheticConfig, synthetic_dataset
 from nas.errors import NasError
 from nas.model import load_cfg
-from nas.rungs import RUNGS_ATTR, SuccessiveHalving, fronts, promote, rung_epochs, rung_scores
+from nas.rungs import SuccessiveHalving, fronts, promote, rung_epochs, rung_scores
 from nas.train import train_and_evaluate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -111,7 +111,7 @@ def new_study(storage=None, name=None):
 
 
 def add_complete(study, fitness, gflops, rungs):
-    study.add_trial(create_trial(values=[fitness, gflops], user_attrs={"gflops": gflops, RUNGS_ATTR: rungs}))
+    study.add_trial(create_trial(values=[fitness, gflops], user_attrs={"gflops": gflops, "rungs": rungs}))
 
 
 def ask(study, gflops):
@@ -123,7 +123,7 @@ def ask(study, gflops):
 
 def add_running(study, gflops, rungs):
     """A candidate another worker is training right now."""
-    ask(study, gflops).set_user_attr(RUNGS_ATTR, rungs)
+    ask(study, gflops).set_user_attr("rungs", rungs)
 
 
 def test_dominated_candidate_is_stopped_with_its_rung_and_score_recorded():
@@ -136,7 +136,7 @@ def test_dominated_candidate_is_stopped_with_its_rung_and_score_recorded():
     assert stop.should_stop({"epoch": 1, "fitness": 0.1234567})
     assert "epoch 1" in stop.reason and "0.1235" in stop.reason and "of 3 candidates" in stop.reason
     assert stop.stopped == {"epoch": 1, "fitness": 0.123457, "compared": 3, "kept": 1, "reason": stop.reason}
-    assert study.trials[me.number].user_attrs[RUNGS_ATTR] == {"1": 0.123457}
+    assert study.trials[me.number].user_attrs["rungs"] == {"1": 0.123457}
 
 
 def test_non_dominated_candidate_goes_on_and_keeps_every_rung_record():
@@ -151,13 +151,13 @@ def test_non_dominated_candidate_goes_on_and_keeps_every_rung_record():
     assert not stop.should_stop({"epoch": 2})  # not a rung: no evaluation needed, nothing recorded
     assert not stop.should_stop({"epoch": 3, "fitness": 0.06})
     assert stop.reason == "" and stop.stopped is None
-    assert study.trials[me.number].user_attrs[RUNGS_ATTR] == {"1": 0.05, "3": 0.06}
+    assert study.trials[me.number].user_attrs["rungs"] == {"1": 0.05, "3": 0.06}
 
 
 def test_records_of_running_trials_count_and_failed_ones_do_not():
     study = new_study()
     add_complete(study, 0.30, 1.0, {"1": 0.30})
-    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"gflops": 0.1, RUNGS_ATTR: {"1": 0.9}}))
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"gflops": 0.1, "rungs": {"1": 0.9}}))
     mine = ask(study, 2.0)
     assert not SuccessiveHalving(mine, gflops=2.0, epochs=8).should_stop({"epoch": 1, "fitness": 0.1})  # 2 < eta
 
@@ -220,4 +220,4 @@ def test_stops_a_real_proxy_run_at_the_first_rung(tmp_path, one_thread):
                                 callback=lambda r: not stop.should_stop(r))
     assert result.status == "stopped" and result.epochs == 1
     assert stop.stopped["epoch"] == 1
-    assert study.trials[trial.number].user_attrs[RUNGS_ATTR] == {"1": round(result.history[0]["fitness"], 6)}
+    assert study.trials[trial.number].user_attrs["rungs"] == {"1": round(result.history[0]["fitness"], 6)}
