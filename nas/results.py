@@ -270,7 +270,9 @@ def front_figure(study: optuna.Study, y: str = "fitness") -> Figure:
     failed = [r for r in records.values() if r.state == "FAIL" and r.gflops is not None]
 
     strip = bool(over or failed)
-    fig, axes = plt.subplots(2 if strip else 1, 1, figsize=(8, 5.6 if strip else 5), dpi=120, sharex=True,
+    key = _front_key(front, read_study(study).points)
+    height = (5.6 if strip else 5.0) + 0.13 * len(key)
+    fig, axes = plt.subplots(2 if strip else 1, 1, figsize=(8, height), dpi=120, sharex=True,
                              squeeze=False, gridspec_kw={"height_ratios": [7, 1]} if strip else None)
     ax = axes[0][0]
     by_width: dict[float | None, list[TrialRecord]] = {}
@@ -321,11 +323,22 @@ def front_figure(study: optuna.Study, y: str = "fitness") -> Figure:
         for a in (row[0] for row in axes):
             a.axvline(budget.gflops, c="tab:red", ls="--", lw=1,
                       label=f"budget {budget.gflops:g} GFLOPs" if a is ax else None)
-    fig.tight_layout()
+    bottom = 0.0
+    if key:  # what each front trial is, in the short format every report shares
+        fig.text(0.01, 0.01, "\n".join(key), fontsize=6.5, family="monospace", va="bottom")
+        bottom = (0.13 * len(key) + 0.1) / height
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     _label_points(ax, [(r.objective_gflops, _y(r, y), r.number) for r in scored])
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")
     return fig
+
+
+def _front_key(front: list[TrialRecord], points: list[str], most: int = 10) -> list[str]:
+    """'trial 3: w0.25 d0.33 P3=SGE(groups=8)' per front trial (the first `most`), cut to the figure's width."""
+    lines = [f"trial {r.number}: {describe(r, points)}" for r in front[:most]]
+    lines = [line if len(line) <= 140 else line[:139] + "…" for line in lines]
+    return lines + ([f"... and {len(front) - most} more front trials (nas pareto)"] if len(front) > most else [])
 
 
 def _label_points(ax: Axes, points: list[tuple[float, float, int]], fontsize: float = 7.0) -> None:

@@ -496,6 +496,9 @@ def test_plot_labels_every_scored_trial_and_keeps_rejected_ones_off_the_score_ax
     assert [t.get_text() for t in strip.get_yticklabels()] == ["over budget (not trained) (1)", "failed (1)"]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "width 0.25 (5)" in legend and "noise ±0.040 (nas audit)" in legend
+    key = "\n".join(t.get_text() for t in fig.texts).splitlines()  # each front trial in the short format
+    assert key == ["trial 0: w0.25 d0.33 (no blocks)", "trial 1: w0.25 d0.33 p4=SGE(groups=8)",
+                   "trial 3: w0.25 d0.33 p4=FLA(num_heads=4)"]
     ys = {round(float(y), 6) for c in front_figure(study, y="mAP50-95").axes[0].collections
           for _, y in c.get_offsets()}
     assert made["fla"]["mAP50-95"] in ys and 0.36 not in ys
