@@ -5,19 +5,22 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import __version__
 from nas.errors import NasError
-from nas.pareto import select_trial
-from nas.record import read, read_study
+from nas.pareto import best, knee, pareto_front, select_trial, tied_with
+from nas.record import describe, read, read_study
+from nas.results import proxy_text
 
 if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
     from optuna.trial import FrozenTrial
+
+    from nas.audit import AuditSummary
 
 GFLOPS_RTOL = 1e-6
 
@@ -33,6 +36,35 @@ class Export:
     params: int
     imgsz: tuple[int, int]
     text: str
+    notes: list[str] = field(default_factory=list)  # what the user should know about the pick (knee, ties)
+
+
+@dataclass
+class PickNotes:
+    """What export-best says about its pick: how it was chosen and whether the audit calls it a tie."""
+
+    pick: str  # 'knee', 'fitness', 'max-gflops' or 'trial'
+    knee_is_best: bool | None = None  # for --pick knee: the knee is also the best-fitness trial
+    best: int | None = None  # the best-fitness front trial
+    ties: list[int] | None = None  # front trials within the audit's noise of the pick; None: noise unknown
+    audit: AuditSummary | None = None
+
+    def lines(self, number: int) -> list[str]:
+        """Plain sentences for the terminal and the YAML header."""
+        out = []
+        if self.pick == "knee":
+            out.append(f"pick knee: trial {number} is the knee of the front and also its best-fitness trial"
+                       if self.knee_is_best else
+                       f"pick knee: trial {number} is the knee of the front; the best fitness is trial {self.best}")
+        if self.ties is None:
+            out.append("ties: unknown until `nas audit` measures the seed noise")
+        elif self.ties and self.audit is not None:
+            which = ("trials " if len(self.ties) > 1 else "trial ") + ", ".join(map(str, self.ties))
+            out.append(f"tie: its fitness is within {self.audit.noise:.4f} of front {which}; `nas audit` "
+                       "measured that difference as noise, so the scores cannot tell them apart")
+        elif self.audit is not None and self.audit.noise is not None:
+            out.append(f"no tie: no other front trial scores within {self.audit.noise:.4f} (the audit's noise)")
+        return out
 
 
 def trial_model_yaml(
@@ -108,7 +140,25 @@ def round_trip(study: optuna.Study, t: FrozenTrial, text: str) -> tuple[dict[str
     return cfg, params, gflops
 
 
-def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out: Path) -> str:
+def pick_notes(study: optuna.Study, t: FrozenTrial, *, trial: int | None = None, max_gflops: float | None = None,
+               pick: str | None = None) -> PickNotes:
+    """How the exported trial was picked and which front trials tie with it within the audit's noise."""
+    from nas.audit import audit_summary
+
+    front = pareto_front(study)
+    audit = audit_summary(study)
+    how = "trial" if trial is not None else "max-gflops" if max_gflops is not None else pick or "fitness"
+    notes = PickNotes(how, audit=audit, best=best(front).number if front else None)
+    if how == "knee" and front:
+        notes.knee_is_best = knee(front).number == notes.best
+    noise = None if audit is None else audit.noise
+    in_front = any(f.number == t.number for f in front)
+    notes.ties = tied_with(front if in_front else [*front, t], t.number, noise)
+    return notes
+
+
+def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out: Path,
+           notes: PickNotes | None = None) -> str:
     """The comment lines heading an exported YAML."""
     r, sr = read(t), read_study(study)
     h, w = study_imgsz(study)
@@ -118,10 +168,12 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
 
     fitness = r.objective_fitness
     name = out.name
+    audit = None if notes is None else notes.audit
     lines = [
         "# nas export-best: a YOLOv5 model YAML (ultralytics v7.0 format) found by architecture search",
         f"# study: {study.study_name}",
         f"# trial: {t.number}",
+        f"# choices: {describe(r, sr.points)}",
         f"# space_hash: {sr.space_hash or '-'}",
         f"# fitness: {'-' if fitness is None else f'{fitness:.6f}'}",
         f"# mAP50: {num(r.mAP50)}",
@@ -129,6 +181,15 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
         f"# GFLOPs: {gflops:.6f}",
         f"# params: {params}",
         f"# imgsz: {h}x{w}",
+        f"# proxy behind the scores: {proxy_text(sr.proxy if isinstance(sr.proxy, dict) else None)}",
+    ]
+    if audit is not None:
+        tau = "-" if audit.tau is None else f"{audit.tau:.2f}"
+        noise = "unknown" if audit.noise is None else f"{audit.noise:.4f}"
+        lines.append(f"# audit: proxy vs {audit.reference_epochs}-epoch reference Kendall tau {tau} "
+                     f"({audit.n_candidates} candidates); fitness noise {noise}")
+    lines += [f"# {line}" for line in (notes.lines(t.number) if notes is not None else [])]
+    lines += [
         f"# nas_version: {sr.nas_version or '-'} (exported by nas {__version__})",
         f"# train: nas evaluate {name} | in a YOLOv5 checkout: "
         f"python -m nas.yolov5_register train.py --cfg {name} "
@@ -165,7 +226,8 @@ def export_best(
     t = select_trial(study, trial=trial, max_gflops=max_gflops, pick=pick)
     text = trial_model_yaml(study, t, store)
     _, params, gflops = round_trip(study, t, text)
-    body = header(study, t, params, gflops, out) + text.rstrip("\n") + "\n"
+    notes = pick_notes(study, t, trial=trial, max_gflops=max_gflops, pick=pick)
+    body = header(study, t, params, gflops, out, notes) + text.rstrip("\n") + "\n"
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(body, encoding="utf-8")
@@ -173,4 +235,5 @@ def export_best(
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise NasError(f"cannot write --out {out}: {e.strerror or e}; choose a writable path") from None
-    return Export(out, t.number, read(t).objective_fitness, gflops, params, study_imgsz(study), body)
+    return Export(out, t.number, read(t).objective_fitness, gflops, params, study_imgsz(study), body,
+                  notes.lines(t.number))

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from nas.errors import NasError
-from nas.record import Outcome, read
+from nas.record import Outcome, TrialRecord, read
 
 if TYPE_CHECKING:
     import optuna
@@ -25,9 +25,9 @@ def _trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[Froze
     return list(study_or_trials)
 
 
-def is_feasible(trial: FrozenTrial) -> bool:
+def is_feasible(trial: FrozenTrial | TrialRecord) -> bool:
     """COMPLETE with two values, every constraint <= 0 and not marked over budget."""
-    r = read(trial)
+    r = trial if isinstance(trial, TrialRecord) else read(trial)
     if not r.complete or r.values is None or len(r.values) < 2 or r.over_budget:
         return False
     return all(float(v) <= 0.0 for v in r.constraints.values())
@@ -89,6 +89,33 @@ def knee(front: list[FrozenTrial]) -> FrozenTrial:
     dist = [((bx - ax) * (py - ay) - (by - ay) * (px - ax)) / norm for px, py in pts]
     i = max(range(len(front)), key=lambda j: (dist[j], -j))
     return front[i] if dist[i] > 1e-12 else top
+
+
+def _fitness_of(item: FrozenTrial | TrialRecord) -> tuple[int, float | None]:
+    r = item if isinstance(item, TrialRecord) else read(item)
+    return r.number, r.objective_fitness
+
+
+def ties(front: Iterable[FrozenTrial | TrialRecord], noise: float | None) -> dict[int, list[int]] | None:
+    """Front trial -> the front members scoring better by at most `noise` (the audit's 2 x seed sd).
+
+    Such a pair is a tie: the measured noise cannot tell them apart, so the cheaper one is as good a
+    choice. None when the noise is unknown (no audit); every trial maps to a (maybe empty) list otherwise.
+    """
+    if noise is None or not math.isfinite(noise):
+        return None
+    scores = [_fitness_of(t) for t in front]
+    return {n: [m for m, g in scores if m != n and f is not None and g is not None and 0 <= g - f <= noise
+                and (g > f or m < n)]
+            for n, f in scores}
+
+
+def tied_with(front: Iterable[FrozenTrial | TrialRecord], number: int, noise: float | None) -> list[int] | None:
+    """The other front members whose fitness is within `noise` of trial `number`, either way; None if unknown."""
+    table = ties(front, noise)
+    if table is None:
+        return None
+    return sorted({*table.get(number, []), *(n for n, better in table.items() if number in better)})
 
 
 def count_outcomes(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> dict[str, int]:
@@ -186,4 +213,4 @@ def select_trial(
 
 
 __all__ = ["PICKS", "best", "best_key", "closest_to_budget", "count_outcomes", "dominates", "exportable_trial",
-           "is_feasible", "knee", "pareto_front", "scored_trials", "select_trial"]
+           "is_feasible", "knee", "pareto_front", "scored_trials", "select_trial", "tied_with", "ties"]

@@ -1,11 +1,12 @@
-"""Outcome counts and the best-fitness order (the front and picks are tested in test_results.py)."""
+"""Outcome counts, the best-fitness order and ties within noise (the front and picks: test_results.py)."""
 
 from __future__ import annotations
 
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from nas.pareto import best, count_outcomes, scored_trials
+from nas.pareto import best, count_outcomes, is_feasible, scored_trials, tied_with, ties
+from nas.record import Outcome, TrialRecord
 
 
 def _trial(outcome: str | None, state: TrialState = TrialState.COMPLETE, values=(0.1, 1.0)):
@@ -30,3 +31,29 @@ def test_best_breaks_ties_by_gflops_then_trial() -> None:
     for values in [(0.5, 2.0), (0.5, 1.0), (0.4, 0.5), (0.5, 1.0)]:
         study.add_trial(_trial("trained", values=values))
     assert best(study.trials).number == 1
+
+
+def _rec(number: int, fitness: float, gflops: float) -> TrialRecord:
+    return TrialRecord(number=number, state="COMPLETE", values=(fitness, gflops), outcome=Outcome.TRAINED)
+
+
+def test_ties_within_the_measured_noise() -> None:
+    front = [_rec(0, 0.30, 4.1), _rec(1, 0.31, 4.2), _rec(2, 0.35, 5.0), _rec(3, 0.365, 6.0), _rec(4, 0.40, 9.0)]
+    assert ties(front, None) is None  # no audit: unknown, not "no ties"
+    assert ties(front, 0.02) == {0: [1], 1: [], 2: [3], 3: [], 4: []}
+    # a wide noise band ties a trial with every better one within it, several at once
+    assert ties(front, 0.06) == {0: [1, 2], 1: [2, 3], 2: [3, 4], 3: [4], 4: []}
+    assert ties(front, 0.0) == {n: [] for n in range(5)}
+    assert tied_with(front, 3, 0.02) == [2] and tied_with(front, 2, 0.02) == [3]
+    assert tied_with(front, 4, 0.02) == [] and tied_with(front, 4, None) is None
+    # equal fitness ties both ways; the earlier trial counts as the better one (as in `best`)
+    equal = [_rec(5, 0.3, 1.0), _rec(7, 0.3, 1.0)]
+    assert ties(equal, 0.0) == {5: [], 7: [5]} and tied_with(equal, 5, 0.0) == [7]
+
+
+def test_is_feasible_reads_records_and_trials_alike() -> None:
+    over = TrialRecord(number=0, state="COMPLETE", values=(0.0, 12.0), constraints={"gflops": 2.0})
+    assert not is_feasible(over) and is_feasible(_rec(1, 0.3, 4.0))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(create_trial(values=[0.0, 12.0], constraints={"gflops": 2.0}))
+    assert not is_feasible(study.trials[0])

@@ -70,3 +70,23 @@ def test_trial_record_defaults_are_independent() -> None:
     a, b = TrialRecord(), TrialRecord()
     a.history.append({"epoch": 1})
     assert b.history == []
+
+
+def test_describe_shows_every_choice_in_one_short_line() -> None:
+    from nas.record import describe
+    from nas.space.schema import Architecture
+
+    arch = Architecture(0.33, 0.375, {"P3": {"block": "SGE", "groups": 8}, "P4": {"block": "none"},
+                                      "P5": {"block": "FLA", "num_heads": 4, "focusing_factor": 3, "kernel_size": 5}})
+    want = "w0.375 d0.33 P3=SGE(groups=8) P5=FLA(num_heads=4, focusing_factor=3, kernel_size=5)"
+    assert describe(arch) == want
+    assert describe(arch.to_dict()) == want  # the stored `arch` attr
+    record = TrialRecord(choices=arch.short(), arch=arch.to_dict())
+    assert describe(record) == want
+    assert describe(record, points=["P5", "P3"]).endswith("P5=FLA(num_heads=4, focusing_factor=3, kernel_size=5) "
+                                                          "P3=SGE(groups=8)")
+    base = Architecture(0.33, 0.25, {"P3": {"block": "none"}, "SPPF": {"block": "keep"}})
+    assert describe(base) == "w0.25 d0.33 (no blocks)"
+    # a record written before `arch` existed still shows its blocks
+    assert describe(TrialRecord(choices={"p4": "GE(extent=4)", "p5": "none"})) == "p4=GE(extent=4)"
+    assert describe(TrialRecord()) == "(no blocks)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import random
 import shutil
 import sqlite3
@@ -102,6 +103,7 @@ def _attrs(text: str, fitness: float, choices: dict[str, str], **extra: Any) -> 
         "mAP50-95": round((fitness - 0.1 * (fitness + 0.2)) / 0.9, 6),
         "baseline": False,
         "over_budget": False,
+        "arch": {"depth_multiple": 0.33, "width_multiple": 0.25, "choices": {}},
         **extra,
     }
 
@@ -122,6 +124,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "budget": {"gflops": BUDGET, "params": None},
         "nas_version": "0.1.0",
         "points": ["p4", "p5"],
+        "proxy": {"data": "synthetic", "epochs": 2, "imgsz": 64, "batch": 4, "seed": 0, "synthetic": [16, 8]},
     }
     study = S.create_or_resume(url, "neck", space_hash="0123456789abcdef", attrs=attrs, sampler=None)
     store = S.artifact_store(url)
@@ -196,9 +199,11 @@ def test_front_report(made: dict[str, Any]) -> None:
     assert [r.trial for r in report.front] == [0, 1, 3]
     base, sge, fla = (made[k] for k in ("base", "sge", "fla"))
     r0, r1, r3 = report.front
-    assert r0.baseline and r0.d_fitness == 0 and r0.d_gflops == 0 and r0.choices == "-"
+    assert r0.baseline and r0.d_fitness == 0 and r0.d_gflops == 0 and r0.choices_text == "w0.25 d0.33 (no blocks)"
     assert r1.d_fitness == pytest.approx(0.03) and r1.d_gflops == pytest.approx(sge["gflops"] - base["gflops"])
-    assert r1.choices == "p4: SGE(groups=8)" and r1.params == sge["params"]
+    assert r1.choices_text == "w0.25 d0.33 p4=SGE(groups=8)" and r1.params == sge["params"]
+    assert r1.choices == {"p4": "SGE(groups=8)", "p5": "none"} and r1.width_multiple == 0.25
+    assert r1.ties is None and report.audit is None  # no `nas audit` yet: ties unknown
     assert r3.mAP50 == fla["mAP50"] and r3.mAP50_95 == fla["mAP50-95"]
     assert report.counts == {"total": 7, "feasible": 5, "complete": 6, "fail": 1}
     assert report.closest == []
@@ -305,6 +310,7 @@ def expected_export(made: dict[str, Any], trial: int, name: str) -> str:
         "# nas export-best: a YOLOv5 model YAML (ultralytics v7.0 format) found by architecture search\n"
         "# study: neck\n"
         f"# trial: {trial}\n"
+        "# choices: w0.25 d0.33 p4=SGE(groups=8)\n"
         "# space_hash: 0123456789abcdef\n"
         "# fitness: 0.330000\n"
         "# mAP50: 0.530000\n"
@@ -312,6 +318,8 @@ def expected_export(made: dict[str, Any], trial: int, name: str) -> str:
         "# GFLOPs: 0.714965\n"
         "# params: 1872173\n"
         "# imgsz: 256x256\n"
+        "# proxy behind the scores: data synthetic (16 train / 8 val images), 2 epochs, imgsz 64, batch 4, seed 0\n"
+        "# ties: unknown until `nas audit` measures the seed noise\n"
         "# nas_version: 0.1.0 (exported by nas 0.1.0)\n"
         f"# train: nas evaluate {name} | in a YOLOv5 checkout: python -m nas.yolov5_register train.py "
         f"--cfg {name} --data DATA.yaml --weights '' --img 256\n" + SGE_YAML
@@ -414,6 +422,178 @@ def test_export_unwritable_and_empty(made: dict[str, Any], tmp_path: Path) -> No
     msg = one_line_error(run("export-best", "--out", "y.yaml"))  # two studies now, no --study
     assert "holds 2 studies (empty, neck)" in msg
     assert "no study 'x'" in one_line_error(run("pareto", "--study", "x"))
+
+
+# ------------------------------------------------- choices, ties, the plot and export notes (issues 10, 12)
+
+
+def _audit(noise: float | None) -> dict[str, Any]:
+    """The study user attr `nas audit` leaves (nas.audit.AuditSummary)."""
+    from nas.audit import AuditSummary
+
+    return AuditSummary(tau=0.71, tau_low=0.52, tau_high=0.88, rho=0.86, tau_gflops=0.4,
+                        noise_sd=None if noise is None else noise / 2, noise=noise, seed_tau=0.6, n_candidates=12,
+                        proxy_epochs=2, reference_epochs=8, seeds=2, verdict="v").to_attr()
+
+
+def test_pareto_json_and_table_carry_width_and_ties(made: dict[str, Any]) -> None:
+    doc = json.loads(run("pareto", "--json").stdout)
+    row = doc["front"][1]
+    assert row["choices_text"] == "w0.25 d0.33 p4=SGE(groups=8)" and row["choices"]["p4"] == "SGE(groups=8)"
+    assert (row["width_multiple"], row["depth_multiple"]) == (0.25, 0.33) and row["ties"] is None
+    assert doc["noise"] is None and doc["audit"] is None and doc["proxy"]["epochs"] == 2
+    out = run("pareto").stdout
+    assert "w0.25 d0.33 (no blocks)" in out and "ties: unknown until `nas audit`" in out and "2 epochs" in out
+
+    made["study"].set_user_attr("audit", _audit(0.04))  # front: 0 (0.30), 1 (0.33), 3 (0.36)
+    doc = json.loads(run("pareto", "--json").stdout)
+    assert doc["noise"] == 0.04 and doc["audit"]["tau"] == 0.71
+    assert {r["trial"]: r["ties"] for r in doc["front"]} == {0: [1], 1: [3], 3: []}
+    out = run("pareto").stdout
+    assert "≈ trial 1" in out and "≈ trial 3" in out and "up to 0.0400 are noise" in out and "τ 0.71" in out
+
+
+def test_search_summary_prints_the_pareto_table(made: dict[str, Any], capsys: pytest.CaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from nas.commands.search import _report
+    from nas.search import Summary, summarize
+
+    summary = summarize(made["study"], Summary("neck", made["url"]))
+    _report(summary, SimpleNamespace(study=None, storage=None), made["study"])
+    got = capsys.readouterr().out
+    want = run("pareto").stdout
+
+    def header(text: str) -> list[str]:
+        line = next(x for x in text.splitlines() if "┃" in x and "trial" in x)
+        return [c.strip() for c in line.split("┃") if c.strip()]
+
+    assert header(got) == header(want) == ["trial", "fitness", "mAP50", "mAP50-95", "GFLOPs", "params", "Δfitness",
+                                           "ΔGFLOPs", "choices"]
+    assert "w0.25 d0.33 p4=FLA(num_heads=4)" in got and "ties: unknown until `nas audit`" in got
+
+
+def _xs(ax: Any) -> list[float]:
+    """Every x the axes' markers and lines sit at (scatter offsets, line data)."""
+    xs = [float(x) for c in ax.collections for x, _ in c.get_offsets()]
+    return xs + [float(x) for line in ax.lines for x in line.get_xdata()]
+
+
+def test_plot_labels_every_scored_trial_and_keeps_rejected_ones_off_the_score_axis(made: dict[str, Any]) -> None:
+    from nas.results import front_figure
+
+    study = made["study"]
+    study.set_user_attr("audit", _audit(0.04))
+    fig = front_figure(study)
+    ax, strip = fig.axes
+    labels = {int(n) for t in ax.texts for n in t.get_text().split(", ")}
+    assert labels == {0, 1, 2, 3, 6}  # every feasible scored trial; 4 is over budget, 5 failed
+    over_x = read(study.trials[4]).objective_gflops
+    assert over_x > 2 * BUDGET and not any(math.isclose(x, over_x) for x in _xs(ax))
+    assert ax.get_ylim()[0] > 0.1  # the lowest score is 0.20: nothing drawn at fitness 0 stretches the axis
+    strip_x = _xs(strip)
+    assert any(math.isclose(x, over_x) for x in strip_x) and any(math.isclose(x, 0.9) for x in strip_x)
+    assert [t.get_text() for t in strip.get_yticklabels()] == ["over budget (not trained) (1)", "failed (1)"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "width 0.25 (5)" in legend and "noise ±0.040 (nas audit)" in legend
+    key = "\n".join(t.get_text() for t in fig.texts).splitlines()  # each front trial in the short format
+    assert key == ["trial 0: w0.25 d0.33 (no blocks)", "trial 1: w0.25 d0.33 p4=SGE(groups=8)",
+                   "trial 3: w0.25 d0.33 p4=FLA(num_heads=4)"]
+    ys = {round(float(y), 6) for c in front_figure(study, y="mAP50-95").axes[0].collections
+          for _, y in c.get_offsets()}
+    assert made["fla"]["mAP50-95"] in ys and 0.36 not in ys
+
+    r = run("pareto", "--plot", "f.png", "--y", "mAP50")
+    assert r.exit_code == 0 and (made["tmp"] / "f.png").stat().st_size > 10_000
+    assert "'loss' is not one of" in one_line_error(run("pareto", "--plot", "f.png", "--y", "loss"))
+
+
+def test_plot_labels_stay_readable_when_trials_nearly_coincide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.text import Text
+
+    from nas.results import front_figure
+
+    monkeypatch.chdir(tmp_path)
+    study = S.create_or_resume(None, "crowd", space_hash="h", attrs={"budget": {"gflops": 9.0, "params": None}},
+                               sampler=None)
+    points = [(0.1, 0.5), (0.9, 3.0)]  # far apart: the rest crowd into a few pixels
+    points += [(0.5 + 0.0004 * (i % 3), 1.5 + 0.002 * i) for i in range(8)]  # eight within a marker or two
+    points += [(0.52 + 0.01 * i, 1.6 + 0.03 * i) for i in range(5)]  # five a label's width apart
+    for f, g in points:
+        w = 0.375 if g > 1.6 else 0.25
+        study.add_trial(create_trial(values=[f, g], constraints={"gflops": g - 9.0},
+                                     user_attrs={"arch": {"width_multiple": w, "depth_multiple": 0.33}}))
+    fig = front_figure(study)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = list(ax.texts)
+    assert sorted(int(n) for t in texts for n in t.get_text().split(", ")) == list(range(len(points)))
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the text alone, not its leader line
+    overlaps = [(a.get_text(), b.get_text()) for i, (a, p) in enumerate(zip(texts, boxes, strict=True))
+                for b, q in zip(texts[i + 1:], boxes[i + 1:], strict=True) if p.overlaps(q)]
+    assert overlaps == []
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "width 0.25 (10)" in legend and "width 0.375 (5)" in legend
+
+
+def test_export_header_states_choices_proxy_audit_and_ties(made: dict[str, Any]) -> None:
+    made["study"].set_user_attr("audit", _audit(0.04))
+    r = run("export-best", "--out", "best.yaml")  # best fitness: trial 3 (0.36), within 0.04 of trial 1 (0.33)
+    assert r.exit_code == 0, r.output
+    text = (made["tmp"] / "best.yaml").read_text()
+    head = [line for line in text.splitlines() if line.startswith("#")]
+    assert "# choices: w0.25 d0.33 p4=FLA(num_heads=4)" in head
+    assert ("# proxy behind the scores: data synthetic (16 train / 8 val images), 2 epochs, imgsz 64, batch 4, "
+            "seed 0") in head
+    assert "# audit: proxy vs 8-epoch reference Kendall tau 0.71 (12 candidates); fitness noise 0.0400" in head
+    tie = ("tie: its fitness is within 0.0400 of front trial 1; `nas audit` measured that difference as noise, "
+           "so the scores cannot tell them apart")
+    assert f"# {tie}" in head and tie in r.stderr
+    assert yaml.safe_load(text)["width_multiple"] == 0.25  # the comments leave a plain model YAML
+
+    made["study"].set_user_attr("audit", _audit(0.01))  # a smaller noise: no tie
+    r = run("export-best", "--out", "best.yaml")
+    no_tie = "no tie: no other front trial scores within 0.0100 (the audit's noise)"
+    assert no_tie in r.stderr and f"# {no_tie}" in (made["tmp"] / "best.yaml").read_text()
+    assert "# tie:" not in (made["tmp"] / "best.yaml").read_text()
+
+
+def test_knee_pick_says_whether_it_is_also_the_best() -> None:
+    from nas.export import pick_notes
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for g, f in [(1.0, 0.1), (2.0, 0.5), (3.0, 0.55), (4.0, 0.6)]:
+        study.add_trial(create_trial(values=[f, g]))
+    notes = pick_notes(study, study.trials[1], pick="knee")  # the knee (see test_knee_against_hand_computation)
+    assert notes.knee_is_best is False and notes.best == 3
+    assert notes.lines(1)[0] == "pick knee: trial 1 is the knee of the front; the best fitness is trial 3"
+    two = optuna.create_study(directions=["maximize", "minimize"])
+    for g, f in [(1.0, 0.1), (2.0, 0.5)]:
+        two.add_trial(create_trial(values=[f, g]))
+    notes = pick_notes(two, two.trials[1], pick="knee")
+    assert notes.knee_is_best is True
+    assert notes.lines(1)[0] == "pick knee: trial 1 is the knee of the front and also its best-fitness trial"
+    assert pick_notes(two, two.trials[1], pick="fitness").knee_is_best is None
+
+
+def test_knee_pick_on_the_cli(made: dict[str, Any]) -> None:
+    front = pareto.pareto_front(made["study"])
+    k, b = knee(front).number, pareto.best(front).number
+    r = run("export-best", "--pick", "knee", "--out", "k.yaml")
+    assert r.exit_code == 0, r.output
+    said = (f"pick knee: trial {k} is the knee of the front and also its best-fitness trial" if k == b else
+            f"pick knee: trial {k} is the knee of the front; the best fitness is trial {b}")
+    assert said in r.stderr and f"# {said}" in (made["tmp"] / "k.yaml").read_text()
+
+
+@pytest.mark.parametrize("args", [["--trial", "1", "--max-gflops", "1"], ["--max-gflops", "1", "--pick", "knee"],
+                                  ["--trial", "1", "--pick", "fitness"]])
+def test_export_picks_exclude_each_other(made: dict[str, Any], args: list[str]) -> None:
+    assert one_line_error(run("export-best", *args, "--out", "x.yaml")).endswith(
+        "give only one of --trial, --max-gflops and --pick")
+    assert not (made["tmp"] / "x.yaml").exists()
+    assert "exclude each other" in " ".join(run("export-best", "--help").output.split())
 
 
 # -------------------------------------------------------------------------------------- dashboard

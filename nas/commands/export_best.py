@@ -10,19 +10,20 @@ import click
     "--study", "study_name", default=None, help="Study name (default: the only study in the storage)."
 )
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
-@click.option("--trial", type=int, default=None, help="Export this trial number.")
+@click.option("--trial", type=int, default=None, help="Export this trial number (not with --max-gflops or --pick).")
 @click.option(
     "--max-gflops",
     type=float,
     default=None,
     metavar="G",
-    help="Export the best-fitness feasible trial with at most G GFLOPs.",
+    help="Export the best-fitness feasible trial with at most G GFLOPs (not with --trial or --pick).",
 )
 @click.option(
     "--pick",
     type=click.Choice(["fitness", "knee"]),
     default=None,
-    help="Front point to export: highest fitness (default) or the knee of the front.",
+    help="Front point to export: highest fitness (default) or the knee of the front (not with --trial or "
+    "--max-gflops).",
 )
 @click.option("--out", required=True, metavar="FILE.yaml", help="Output model YAML, e.g. best.yaml.")
 def command(
@@ -35,8 +36,10 @@ def command(
 ) -> None:
     """Write a complete YOLOv5 model YAML for one trial, headed by its scores and how to train it.
 
-    The trial's stored YAML is rebuilt on the meta device and recounted first: its params must equal the
-    trial's exactly and its GFLOPs to 1e-6, or nothing is written.
+    Choose the trial with one of --trial, --max-gflops and --pick: they exclude each other. The trial's
+    stored YAML is rebuilt on the meta device and recounted first: its params must equal the trial's
+    exactly and its GFLOPs to 1e-6, or nothing is written. The header also states every choice, the proxy
+    settings behind the scores and, once `nas audit` has run, whether the pick ties with other trials.
     """
     from nas.export import export_best
     from nas.storage import artifact_dir, artifact_store, load_nas_study
@@ -52,3 +55,5 @@ def command(
         f"{result.gflops:.3f} GFLOPs at {h}x{w}, {result.params:,} params (rebuilt and recounted: identical)",
         err=True,
     )
+    for note in result.notes:
+        click.echo(note, err=True)

@@ -20,12 +20,21 @@ import click
     metavar="FILE.png",
     help="Also draw every trial, the front, the baseline and the budget to this PNG.",
 )
-def command(study_name: str | None, storage: str | None, as_json: bool, plot_path: str | None) -> None:
+@click.option(
+    "--y",
+    "y_axis",
+    type=click.Choice(["fitness", "mAP50-95", "mAP50"]),
+    default="fitness",
+    show_default=True,
+    help="The score on the plot's y axis.",
+)
+def command(study_name: str | None, storage: str | None, as_json: bool, plot_path: str | None, y_axis: str) -> None:
     """The Pareto front of fitness (max) against GFLOPs (min) over the trials within the budget.
 
     Each row: trial, fitness, mAP50, mAP50-95, GFLOPs, params, the change against the baseline trial
-    (the unmodified base model) and the blocks chosen at each point. With no feasible trial yet, the
-    candidates closest to the budget are shown instead.
+    (the unmodified base model) and every choice (width, depth, the block at each point). Once `nas audit`
+    has measured the seed noise, trials within it of a better one are marked as ties. With no feasible
+    trial yet, the candidates closest to the budget are shown instead.
     """
     from pathlib import Path
 
@@ -41,7 +50,7 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
     study = load_nas_study(storage, study_name)
     report = front_report(study, mask_url(storage))
     if plot_path:
-        plot_front(study, plot_path)
+        plot_front(study, plot_path, y=y_axis)
     if as_json:
         doc = report.to_json()
         doc["plot"] = plot_path
@@ -55,7 +64,7 @@ def _print(report, plot_path: str | None) -> None:
     from rich.table import Table
 
     from nas.console import console as make_console
-    from nas.results import fmt, fmt_params
+    from nas.results import fmt, fmt_params, front_table, proxy_text
 
     console = make_console(width=140)
     c = report.counts
@@ -64,28 +73,10 @@ def _print(report, plot_path: str | None) -> None:
         f"{c.get('complete', 0)} complete, "
         f"{c['feasible']} feasible, {c.get('fail', 0)} failed; budget {report.budget.describe()}"
     )
+    console.print(f"fitness from the proxy: {escape(proxy_text(report.proxy))}")
     base = report.baseline
     if report.front:
-        table = Table(
-            title=f"Pareto front ({len(report.front)} trials): fitness vs GFLOPs", title_justify="left"
-        )
-        for col in ("trial", "fitness", "mAP50", "mAP50-95", "GFLOPs", "params", "Δfitness", "ΔGFLOPs"):
-            table.add_column(col, justify="right", no_wrap=True)
-        table.add_column("choices", justify="left")
-        for r in report.front:
-            mark = " (baseline)" if r.baseline else ""
-            table.add_row(
-                f"{r.trial}{mark}",
-                fmt(r.fitness),
-                fmt(r.mAP50),
-                fmt(r.mAP50_95),
-                fmt(r.gflops, ".3f"),
-                fmt_params(r.params),
-                fmt(r.d_fitness, ".4f", True),
-                fmt(r.d_gflops, ".4f", True),
-                escape(r.choices),
-            )
-        console.print(table)
+        console.print(front_table(report))
         if base is None:
             console.print("no baseline trial (user attr baseline=True) in this study: Δ columns are empty")
         else:
@@ -114,7 +105,7 @@ def _print(report, plot_path: str | None) -> None:
                     fmt(r.gflops, ".3f"),
                     fmt_params(r.params),
                     over,
-                    escape(r.choices),
+                    escape(r.choices_text),
                 )
             console.print(table)
             console.print("raise the budget (nas search --budget ...) or search a lighter space")

@@ -104,13 +104,12 @@ def _run_main(opts, space) -> None:
         console.print("[yellow]interrupted[/]: the running trial is marked failed and will be re-run first; "
                       "run the same command to resume")
         sys.exit(130)
-    _report(summary, opts)
+    _report(summary, opts, study)
 
 
-def _report(summary, opts) -> None:
-    from rich.table import Table
-
+def _report(summary, opts, study) -> None:
     from nas.console import console as make_console
+    from nas.results import front_report, front_table
 
     console = make_console()
     console.print(f"[bold]{summary.study}[/]: {summary.trained} trained ({summary.stopped_early} stopped early), "
@@ -119,13 +118,7 @@ def _report(summary, opts) -> None:
     if not summary.front:
         console.print("no feasible trial yet: loosen --budget or see `nas pareto` for the closest candidates")
         return
-    table = Table(title="Pareto front (fitness vs GFLOPs)", title_justify="left")
-    for col in ("trial", "fitness", "GFLOPs", "params", "choices"):
-        table.add_column(col, justify="right" if col != "choices" else "left")
-    for r in summary.front:
-        choices = " ".join(f"{k}={v}" for k, v in r["choices"].items())
-        table.add_row(str(r["trial"]), f"{r['fitness']:.4f}", f"{r['gflops']:.2f}", f"{r['params']:,}", choices)
-    console.print(table)
+    console.print(front_table(front_report(study)))  # the same table as `nas pareto`
     study_flag = f" --study {summary.study}" if opts.study else ""
     storage_flag = f" --storage {opts.storage}" if opts.storage else ""
     console.print(f"next: nas pareto{study_flag}{storage_flag} | nas export-best{study_flag}{storage_flag} "
