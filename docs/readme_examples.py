@@ -47,9 +47,12 @@ class Example:
     tail: int = 0
     needs: list[str] = field(default_factory=list)  # examples that must run first (same scratch directory)
     show_command: bool = True
+    setup: list[str] = field(default_factory=list)  # run first, output not shown (e.g. a small demo study)
     keep: str | None = None  # regex: when set, lines matching it are kept from the elided middle
     time_it: bool = False
 
+
+DEMO = "--study demo --storage sqlite:///studies/demo.db"
 
 EXAMPLES: dict[str, Example] = {
     "profile": Example(["nas profile yolov5s"], head=12, tail=6),
@@ -60,10 +63,16 @@ EXAMPLES: dict[str, Example] = {
                       keep=r"-> (rejected|stopped)", time_it=True, show_command=False),
     "pareto": Example(["nas pareto"], needs=["search"]),
     "export": Example(["nas export-best --out best.yaml", "cat best.yaml"], head=18, tail=6, needs=["search"]),
+    "knee": Example(["nas export-best --pick knee --out knee.yaml"], needs=["search"]),
+    # `nas audit` at demo scale: a 2-epoch, 128 px study of 8 candidates, audited against 8-epoch training
+    "audit": Example([f"nas audit {DEMO} --candidates 6 --seeds 1 --plot audit.png"],
+                     setup=[f"nas search --space search_spaces/neck.yaml --budget 10gflops {DEMO} --epochs 2 "
+                            f"--imgsz 128 --trials 8"]),
+    "pareto-noise": Example([f"nas pareto {DEMO}"], needs=["audit"]),
 }
 
 
-def run(cmd: str, cwd: Path, env: dict[str, str]) -> str:
+def run(cmd: str, cwd: Path, env: dict[str, str]) -> tuple[str, float]:
     """Run one README command (a shell line) and return stdout+stderr as the user sees them."""
     start = time.monotonic()
     proc = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
@@ -88,6 +97,9 @@ def shorten(text: str, ex: Example) -> str:
 def render(name: str, cwd: Path, env: dict[str, str]) -> str:
     ex = EXAMPLES[name]
     parts = []
+    for cmd in ex.setup:
+        print(f"[{name}] (setup) $ {cmd}", file=sys.stderr, flush=True)
+        run(cmd, cwd, env)
     for cmd in ex.commands:
         print(f"[{name}] $ {cmd}", file=sys.stderr, flush=True)
         out, seconds = run(cmd, cwd, env)
