@@ -1,23 +1,41 @@
-"""Search overheads and sampler efficiency.
+"""Search overheads, sampler efficiency, and what successive halving buys per wall-clock minute.
 
-    python bench/bench_search.py                 # all parts
-    python bench/bench_search.py --part gate     # one part: overhead | rejections | gate | samplers
+    python bench/bench_search.py                 # the quick parts: overhead, rejections, gate, samplers
+    python bench/bench_search.py --part gate     # one part: overhead | rejections | gate | samplers | wall | hv
+    python bench/bench_search.py --part wall --minutes 10            # 4a, the README main command
+    python bench/bench_search.py --part hv --minutes 10 --seeds 3    # 4b
 
 1. Per-trial overhead of sampling, rendering, the budget gate (meta-device count) and the study bookkeeping,
    against one default proxy training run of the same candidate (target: overhead under 1%).
-2. Rejections per second when every candidate is over budget (sample + render + count + record).
+2. Rejections per second when every candidate is over budget, through the search's objective (sample + table
+   gate + record; before nas.gate it was sample + render + meta-device count + record: 3.0/s).
 2b. The table-speed gate (nas.gate) against that full meta-device count, on the same candidates in the same
    run: the decision alone, and the whole over-budget trial (TPE sample + gate + record in SQLite); target
    >= 100 rejections/s.
 3. On a cheap stand-in objective over the shipped neck space (fitness from a fixed random score per choice,
    GFLOPs exact from the space's cost table), the hypervolume each sampler reaches after 50/100/200 trials,
    as a ratio to random search's in the same run (mean of 3 seeds).
+4. Long parts, one search per (policy, seed) for --minutes of wall time each, on the README main command
+   (`nas search --space search_spaces/neck.yaml --budget 10gflops`, default proxy unless --epochs/--imgsz/
+   --synthetic say otherwise). Policies: `rungs` (this search: MO-ASHA rungs, fp32), `old` (the ad-hoc early
+   stop it replaced, EarlyStop below, every epoch scored), `rungs-bf16` (rungs, --precision bf16).
+   a) `wall`: candidates seen (trained to at least one rung or stopped) and fully trained, seed 0, the three
+      policies side by side, ratios to `old`;
+   b) `hv`: hypervolume of the front (fitness max, GFLOPs min, reference (0, budget)) after equal wall time,
+      `rungs` against `old`, over --seeds seeds.
+   Only trials complete by the deadline count (the one running then is cut off). Each finished run is appended
+   to bench/results/search.jsonl and skipped when the bench is run again with the same settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import math
+import os
 import random
+import socket
 import statistics
 import time
 import warnings
@@ -27,6 +45,8 @@ import optuna
 
 from nas.budget import Budget
 from nas.cost import predict_cost
+from nas.pareto import scored_trials
+from nas.record import read
 from nas.samplers import make_sampler
 from nas.search import Objective, SearchOptions, resolve_search_data
 from nas.space import load_space, render, sample
@@ -34,6 +54,7 @@ from nas.storage import artifact_store
 
 ROOT = Path(__file__).resolve().parents[1]
 NECK = ROOT / "search_spaces" / "neck.yaml"
+RESULTS = ROOT / "bench" / "results" / "search.jsonl"
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 warnings.filterwarnings("ignore")
 
@@ -81,19 +102,27 @@ def overhead() -> None:
     print(f"the same proxy run outside the search: {time.perf_counter() - t:.2f} s")
 
 
-def rejections(n: int = 40) -> None:
+def rejections(n: int = 100) -> None:
+    from nas.gate import predict
+    from nas.storage import resolve_storage
+
     space = load_space(NECK)
     opts = SearchOptions(space=str(NECK), budget=Budget(gflops=0.001), early_stop=False)
-    storage = "sqlite:////tmp/nas-bench-reject.db"
-    Path("/tmp/nas-bench-reject.db").unlink(missing_ok=True)
+    path = Path("/tmp/nas-bench-reject.db")
+    path.unlink(missing_ok=True)
+    storage = resolve_storage(f"sqlite:///{path}")  # opened the way the search opens it
     study = optuna.create_study(storage=storage, directions=["maximize", "minimize"],
                                 sampler=make_sampler("tpe", 0))
-    objective = Objective(space, opts, None, artifact_store(storage, "/tmp/nas-bench-artifacts"))
+    objective = Objective(space, opts, None, artifact_store(f"sqlite:///{path}", "/tmp/nas-bench-artifacts"))
+    t = time.perf_counter()
+    for gw in space.width_multiple:  # the cost tables, once per space and multiples
+        predict(space, sample(space, optuna.trial.FixedTrial(_params_at_width(space, gw))))
+    print(f"cost tables built once in {time.perf_counter() - t:.2f} s")
     t = time.perf_counter()
     study.optimize(objective, n_trials=n)
     dt = time.perf_counter() - t
-    print(f"{n} over-budget candidates rejected in {dt:.2f} s: {n / dt:.1f} rejections/s "
-          f"({1000 * dt / n:.0f} ms each, SQLite storage)")
+    print(f"{n} over-budget candidates rejected by the search's objective in {dt:.2f} s: {n / dt:.1f} rejections/s "
+          f"({1000 * dt / n:.0f} ms each, SQLite storage, TPE; before the table gate: 3.0/s)")
 
 
 def gate_rejections(n: int = 200) -> None:
@@ -212,24 +241,192 @@ def samplers(checkpoints=(50, 100, 200), seeds=(0, 1, 2)) -> None:
 
 
 def _hypervolume(trials, ref) -> float:
-    """2-D hypervolume of (maximise f, minimise g) points against ref (f_ref, g_ref)."""
-    pts = sorted((t.values[1], t.values[0]) for t in trials if t.values is not None)
+    return hypervolume([(t.values[0], t.values[1]) for t in trials if t.values is not None], ref)
+
+
+# ------------------------------------------------------------------- the early stop rungs replaced (baseline)
+
+
+class EarlyStop:
+    """The search's early stop before successive halving (nas 0.x), kept here as the bench's baseline policy.
+
+    From half of the run on, at epoch e, it stops a candidate whose fitness is below `ratio` x the best fitness
+    at epoch e of finished, trained trials that cost no more GFLOPs (at least `min_references` of them, and
+    only once that best is above `floor`, where scores stop being noise). Needs every epoch scored.
+    """
+
+    def __init__(self, study: optuna.Study, gflops: float, ratio: float, epochs: int, floor: float = 0.02,
+                 min_references: int = 2):
+        self.study = study
+        self.gflops = gflops
+        self.ratio = ratio
+        self.floor = floor
+        self.first_epoch = max(2, math.ceil(epochs / 2))
+        self.min_references = min_references
+        self.reason = ""
+
+    def should_stop(self, record: dict) -> bool:
+        epoch = int(record["epoch"])
+        if epoch < self.first_epoch:
+            return False
+        mine = float(record.get("fitness", 0.0))
+        refs = []
+        for t in scored_trials(self.study):
+            r = read(t)
+            if (math.inf if r.gflops is None else r.gflops) > self.gflops:
+                continue
+            refs += [(float(h["fitness"]), t.number) for h in r.history
+                     if int(h.get("epoch", -1)) == epoch and "fitness" in h]
+        if len(refs) < self.min_references:
+            return False
+        best, number = max(refs)
+        if best >= self.floor and mine < self.ratio * best:
+            self.reason = (f"fitness {mine:.4f} at epoch {epoch} < {self.ratio:g} x {best:.4f} of trial {number}, "
+                           f"which costs no more")
+            return True
+        return False
+
+
+class OldEarlyStopObjective(Objective):
+    """The objective with the old policy: every epoch scored, EarlyStop(ratio 0.6, floor 0.02) instead of rungs."""
+
+    def stop_rule(self, trial, gflops: float):
+        return EarlyStop(trial.study, gflops, 0.6, self.opts.epochs, 0.02) if self.opts.early_stop else None
+
+    def eval_epochs(self) -> None:
+        return None
+
+
+POLICIES = {"rungs": ("fp32", Objective), "old": ("fp32", OldEarlyStopObjective),
+            "rungs-bf16": ("bf16", Objective)}
+
+
+class Deadline(Exception):  # noqa: N818 - the name says what happened
+    """The wall-time limit of a timed search, raised from the batch callback to cut the running trial off."""
+
+
+def timed_search(policy: str, seed: int, minutes: float, proxy: dict, threads: int) -> dict:
+    """One search on the README main command for `minutes` of wall time under `policy`; its counts and front."""
+    import torch
+
+    import nas.search
+    from nas.search import Progress, run_search
+
+    torch.set_num_threads(threads)
+    precision, objective_cls = POLICIES[policy]
+    path = Path(f"/tmp/nas-bench-search/{policy}-s{seed}-{os.getpid()}.db")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    budget = Budget(gflops=10.0)
+    opts = SearchOptions(space=str(NECK), budget=budget, trials=10**6, storage=f"sqlite:///{path}", seed=seed,
+                         epochs=proxy["epochs"], imgsz=proxy["imgsz"], precision=precision,
+                         synthetic_train=proxy["synthetic"][0], synthetic_val=proxy["synthetic"][1])
+    space = nas.search.prepare(opts)
+    data = resolve_search_data(opts, space)  # generated and cached before the clock starts
+    start, started = time.monotonic(), datetime.datetime.now()
+    deadline = start + 60 * minutes
+
+    def batch_end(_epoch, _i, _nb) -> None:
+        if time.monotonic() > deadline:
+            raise Deadline()
+
+    nas.search.Objective, real = objective_cls, nas.search.Objective
+    optuna.logging.disable_default_handler()  # the trial cut off at the deadline is no news
+    try:
+        run_search(opts, Progress(batch_end=batch_end), space=space, data_spec=data)
+    except Deadline:
+        pass
+    finally:
+        nas.search.Objective = real
+    wall = time.monotonic() - start
+    study = optuna.load_study(study_name=space.name, storage=opts.storage)
+    cutoff = started + datetime.timedelta(minutes=minutes)
+    records = [read(t) for t in study.get_trials(deepcopy=False)
+               if t.state.name == "COMPLETE" and t.datetime_complete <= cutoff]
+    outcome = [r.outcome.value if r.outcome else "" for r in records]
+    points = [(r.values[0], r.values[1]) for r in records
+              if r.values and not r.over_budget and all(v <= 0 for v in r.constraints.values())]
+    path.unlink(missing_ok=True)
+    return {"seen": outcome.count("trained") + outcome.count("stopped"), "trained": outcome.count("trained"),
+            "stopped": outcome.count("stopped"), "rejected": outcome.count("rejected"),
+            "reused": outcome.count("reused"), "hv": hypervolume(points, (0.0, budget.gflops)),
+            "points": sorted(points, key=lambda p: p[1]), "wall_s": round(wall, 1), "precision": precision}
+
+
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """2-D hypervolume of (fitness max, GFLOPs min) points against ref (fitness_ref, gflops_ref)."""
     hv, best_f = 0.0, ref[0]
     front = []
-    for g, f in pts:
+    for g, f in sorted((g, f) for f, g in points if g < ref[1]):
         if f > best_f:
             front.append((g, f))
             best_f = f
     for k, (g, f) in enumerate(front):
         g_next = front[k + 1][0] if k + 1 < len(front) else ref[1]
-        hv += max(0.0, g_next - g) * max(0.0, f - ref[0])
+        hv += (g_next - g) * (f - ref[0])
     return hv
+
+
+def _load_results() -> list[dict]:
+    if not RESULTS.is_file():
+        return []
+    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+
+
+def timed_part(part: str, policies: list[str], seeds: list[int], minutes: float, proxy: dict, threads: int) -> None:
+    """Run the (policy, seed) searches missing from the results file, then print the table for these settings."""
+    settings = {"minutes": minutes, "proxy": proxy, "threads": threads, "space": "neck", "budget": "10gflops"}
+    for seed in seeds:
+        for policy in policies:
+            key = {**settings, "policy": policy, "seed": seed}
+            if any(all(r.get(k) == v for k, v in key.items()) for r in _load_results()):
+                continue
+            print(f"running {policy} seed {seed} for {minutes:g} min ...", flush=True)
+            out = timed_search(policy, seed, minutes, proxy, threads)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            with RESULTS.open("a") as f:
+                f.write(json.dumps({**key, **out, "host": socket.gethostname(), "cpus": os.cpu_count(),
+                                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    rows = {p: [r for r in _load_results() if all(r.get(k) == v for k, v in settings.items())
+                and r["policy"] == p and r["seed"] in seeds] for p in policies}
+    base = rows.get("old") or []
+    print(f"{part}: {minutes:g} min per search, proxy {proxy}, {threads} thread(s); mean over seeds "
+          f"{seeds}; ratios to `old` in brackets")
+    print(f"{'policy':11s} {'runs':>4s} {'seen':>12s} {'trained':>12s} {'stopped':>7s} {'rejected':>8s} "
+          f"{'hypervolume':>16s}")
+    for p, rs in rows.items():
+        if not rs:
+            print(f"{p:11s} no run")
+            continue
+        cells = []
+        for k in ("seen", "trained", "hv"):
+            mean = statistics.mean(r[k] for r in rs)
+            ref = statistics.mean(r[k] for r in base) if base else 0.0
+            ratio = f"({mean / ref:.2f}x)" if ref else "(-)"
+            cells.append(f"{mean:.4g} {ratio}" if k == "hv" else f"{mean:.1f} {ratio}")
+        sd = f"±{statistics.stdev(r['hv'] for r in rs):.3f}" if len(rs) > 1 else ""
+        print(f"{p:11s} {len(rs):4d} {cells[0]:>12s} {cells[1]:>12s} {statistics.mean(r['stopped'] for r in rs):7.1f} "
+              f"{statistics.mean(r['rejected'] for r in rs):8.1f} {cells[2] + sd:>16s}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["overhead", "rejections", "gate", "samplers", "all"], default="all")
-    part = parser.parse_args().part
+    parser.add_argument("--part", choices=["overhead", "rejections", "gate", "samplers", "wall", "hv", "all"],
+                        default="all")
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall time per search (parts wall, hv)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per policy (part hv)")
+    parser.add_argument("--epochs", type=int, default=8, help="proxy epochs (parts wall, hv)")
+    parser.add_argument("--imgsz", type=int, default=256, help="proxy image size (parts wall, hv)")
+    parser.add_argument("--synthetic", type=int, nargs=2, default=(256, 64), metavar=("TRAIN", "VAL"),
+                        help="synthetic train/val images (parts wall, hv)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (parts wall, hv)")
+    args = parser.parse_args()
+    part = args.part
+    proxy = {"epochs": args.epochs, "imgsz": args.imgsz, "synthetic": list(args.synthetic)}
+    if part == "wall":
+        timed_part("wall", list(POLICIES), [0], args.minutes, proxy, args.threads)
+    if part == "hv":
+        timed_part("hv", ["rungs", "old"], list(range(args.seeds)), args.minutes, proxy, args.threads)
     if part in ("overhead", "all"):
         overhead()
     if part in ("rejections", "all"):

@@ -7,7 +7,7 @@ meta device, and a count that disagrees with the table is a bug in nas that stop
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nas.budget import Budget
@@ -25,12 +25,14 @@ class CostMismatch(Exception):
 
 @dataclass(frozen=True)
 class GateResult:
-    """A candidate's cost and the gate's verdict; `counted` says whether the meta-device count confirmed it."""
+    """A candidate's cost and the gate's verdict; `counted` says whether the meta-device count confirmed it.
+    `cfg` is the rendered model YAML dict of a counted candidate (what the search trains), else None."""
 
     params: int
     gflops: float
     over_budget: bool
     counted: bool
+    cfg: dict | None = field(default=None, compare=False, repr=False)
 
 
 _DETECT_DELTA: dict[tuple[str, float, float, int], tuple[int, float]] = {}
@@ -86,7 +88,8 @@ def gate(space: Space, arch: Architecture, budget: Budget, cfg: dict | None = No
             cfg["nc"] = int(nc)
     real = count(cfg, space.imgsz)
     check(arch, params, gflops, real.params, real.gflops)
-    return GateResult(real.params, real.gflops, over_budget=budget.exceeded(real.gflops, real.params), counted=True)
+    return GateResult(real.params, real.gflops, over_budget=budget.exceeded(real.gflops, real.params), counted=True,
+                      cfg=cfg)
 
 
 def check(arch: Architecture, params: int, gflops: float, real_params: int, real_gflops: float) -> None:

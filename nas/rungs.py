@@ -38,6 +38,27 @@ def rung_epochs(epochs: int, eta: int = 3, min_epoch: int = 1) -> list[int]:
     return sorted(rungs)
 
 
+def first_rung(epochs: int, eta: int = 3, formed_epoch: int | None = None) -> int:
+    """The earliest epoch a rung may sit at: where the audit's per-epoch tau says the ranking has formed, or,
+    without an audit, the last geometric rung round(epochs / eta) alone (epoch 3 of 8): the earlier rungs
+    would rank nets that have barely started to learn (see README, "Early stopping")."""
+    if formed_epoch is not None:
+        return max(1, int(formed_epoch))
+    return max(1, math.floor(epochs / eta + 0.5))
+
+
+def study_rungs(study: Any, epochs: int, eta: int = 3) -> tuple[list[int], str]:
+    """(rung epochs, where the first one comes from) for a search on `study`: its last finished audit when it
+    audited this proxy length, else the default of `first_rung`."""
+    from nas.audit import audit_summary
+
+    audit = audit_summary(study)
+    formed = getattr(audit, "formed_epoch", None)
+    if audit is not None and formed is not None and audit.proxy_epochs == epochs:
+        return rung_epochs(epochs, eta, first_rung(epochs, eta, formed)), f"audit: ranking formed at epoch {formed}"
+    return rung_epochs(epochs, eta, first_rung(epochs, eta)), "no audit: last geometric rung only"
+
+
 def fronts(scores: Sequence[Score]) -> list[list[int]]:
     """Indices of scores by non-dominated front: front 0 is the Pareto front, front 1 the front once 0 is
     removed, ... (Deb's fast non-dominated sort, O(n^2): a long search puts hundreds of trials on a rung)."""
@@ -127,19 +148,21 @@ def rung_scores(study: Any, epoch: int, exclude: int | None = None) -> list[Scor
 
 
 class SuccessiveHalving:
-    """The epoch callback's stop rule, like search.EarlyStop: `should_stop(record)` after every epoch.
+    """The search's stop rule for one candidate: `should_stop(record)` after every epoch.
 
     At a rung epoch it writes the candidate's fitness to its trial's `rungs` attr, reads the other trials'
     records at that rung from the study and stops the candidate when `promote` says no; then `.reason`
     says why and `.stopped` holds {epoch, fitness, compared, kept, reason} for the trial record.
     """
 
-    def __init__(self, trial: Any, gflops: float, epochs: int, eta: int = 3, min_epoch: int = 1):
+    def __init__(self, trial: Any, gflops: float, epochs: int, eta: int = 3, min_epoch: int = 1,
+                 rungs: list[int] | None = None):
         self.trial = trial
         self.study = trial.study
         self.gflops = float(gflops)
         self.eta = eta
-        self.epochs = rung_epochs(epochs, eta, min_epoch)  # the epochs that need an evaluation
+        # the epochs that need an evaluation (given, or placed from epochs, eta and min_epoch)
+        self.epochs = list(rungs) if rungs is not None else rung_epochs(epochs, eta, min_epoch)
         self.records: dict[str, float] = {}
         self.reason = ""
         self.stopped: dict[str, Any] | None = None
@@ -165,5 +188,5 @@ class SuccessiveHalving:
         return True
 
 
-__all__ = ["SuccessiveHalving", "crowding", "fronts", "promote", "rank_keys",
-           "rung_epochs", "rung_scores"]
+__all__ = ["SuccessiveHalving", "crowding", "first_rung", "fronts", "promote", "rank_keys",
+           "rung_epochs", "rung_scores", "study_rungs"]

@@ -1,9 +1,12 @@
-"""The search objective and loop: sample -> render -> budget gate -> (dedup) -> proxy training -> record.
+"""The search objective and loop: sample -> budget gate -> render -> (dedup) -> proxy training with rungs -> record.
 
-Each trial of the Optuna study is one candidate architecture. Candidates over the budget are counted on the
-meta device and completed as infeasible (with the size of the violation as a constraint) without training;
-candidates whose rendered model was already scored reuse that score; the rest are trained by the proxy
-trainer and scored by fitness. Objectives: maximise fitness, minimise GFLOPs.
+Each trial of the Optuna study is one candidate architecture. The gate prices it from the space's cost table:
+candidates over the budget are completed as infeasible (with the size of the violation as a constraint)
+without being built; the others are rendered and counted on the meta device, and a count that disagrees
+with the table stops the search (CostMismatch, a bug). Candidates whose rendered model was already scored
+reuse that score; the rest are trained by the proxy trainer, evaluated at the successive-halving rungs
+(nas.rungs) and the last epoch, and stopped at a rung where they rank outside the top 1/eta.
+Objectives: maximise fitness, minimise GFLOPs.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Any
 
 from nas import __version__
 from nas.budget import Budget
-from nas.early_stop import EarlyStop
 from nas.errors import NasError
+from nas.gate import CostMismatch
 from nas.pareto import count_outcomes, pareto_front, scored_trials
 from nas.record import (
     INTERRUPTED,
@@ -59,9 +62,9 @@ class SearchOptions:
     batch: int = 8
     device: str = "cpu"
     workers: int = 1
-    early_stop: bool = True
-    early_stop_ratio: float = 0.6  # stop when fitness < ratio x the best cheaper-or-equal trial at that epoch
-    early_stop_floor: float = 0.02  # ... and that best is at least this (below it, scores are mostly noise)
+    early_stop: bool = True  # successive halving at rungs (nas.rungs); off: every candidate trains to the end
+    eta: int = 3  # reduction factor: rungs at epochs / eta^k, the top 1/eta of a rung go on
+    precision: str = "fp32"  # auto | fp32 | bf16 | fp16; prepare() resolves it to what the device runs
     synthetic_train: int = 256
     synthetic_val: int = 64
     sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one
@@ -71,7 +74,7 @@ class SearchOptions:
         """The settings that make scores comparable; a study refuses to resume under different ones."""
         data = str(Path(self.data).resolve()) if self.data else "synthetic"
         return {"data": data, "epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch,
-                "seed": self.seed,
+                "seed": self.seed, "precision": self.precision,
                 "synthetic": None if self.data else [self.synthetic_train, self.synthetic_val]}
 
 
@@ -98,6 +101,7 @@ class Summary:
     stopped_early: int = 0
     front: list[dict] = field(default_factory=list)
     stopped_reason: str = ""
+    rungs: list[int] = field(default_factory=list)  # the rung epochs this run decided at (empty: no early stop)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -118,16 +122,18 @@ def parse_duration(text: str | None) -> float | None:
 
 
 class Objective:
-    """One call = one candidate: sample, render, gate on the budget, dedup, train, record."""
+    """One call = one candidate: sample, gate on the budget, render, dedup, train with rungs, record."""
 
-    def __init__(self, space, opts: SearchOptions, data_spec, store, progress: Progress | None = None):
+    def __init__(self, space, opts: SearchOptions, data_spec, store, progress: Progress | None = None,
+                 rungs: list[int] | None = None):
         self.space = space
         self.opts = opts
         self.data_spec = data_spec
         self.store = store
         self.progress = progress or Progress()
-        # candidates are rendered, counted and exported with the classes they are trained on
+        # candidates are priced, rendered, counted and exported with the classes they are trained on
         self.nc = space.nc or (data_spec.nc if data_spec is not None else None)
+        self.rungs = list(rungs or []) if opts.early_stop else []  # successive-halving rung epochs
 
     def __call__(self, trial) -> tuple[float, float]:
         from nas.storage import trial_heartbeat
@@ -139,39 +145,38 @@ class Objective:
         except KeyboardInterrupt:
             _safe(lambda: write(trial, fail_reason=INTERRUPTED))
             raise
-        except NasError as e:
+        except (NasError, CostMismatch) as e:  # a CostMismatch is a bug: it stops the search (not caught)
             reason = str(e)
             _safe(lambda: write(trial, fail_reason=reason))
             raise
 
     def _run(self, trial) -> tuple[float, float]:
-        from nas.cost import count
-        from nas.space import model_hash, render, sample, to_yaml
+        from nas.gate import gate
+        from nas.space import model_hash, sample, to_yaml
         from nas.storage import save_model_yaml
         from nas.train import train_and_evaluate
 
         space, opts = self.space, self.opts
         arch = sample(space, trial)
-        cfg = render(space, arch)
-        if self.nc is not None:
-            cfg["nc"] = self.nc
-        mhash = model_hash(cfg)
-        cost = count(cfg, space.imgsz)
-        gflops, params = cost.gflops, cost.params
+        verdict = gate(space, arch, opts.budget, nc=self.nc)  # table price; built and counted only if it fits
+        gflops, params = verdict.gflops, verdict.params
         short = arch.short()
         is_baseline = read(trial).baseline  # set when enqueued first
-        write(trial, choices=short, arch=arch.to_dict(), model_hash=mhash, gflops=round(gflops, 6), params=params,
-              seed=opts.seed, baseline=is_baseline)
+        write(trial, choices=short, arch=arch.to_dict(), gflops=round(gflops, 6), params=params, seed=opts.seed,
+              baseline=is_baseline)
         for key, value in opts.budget.violations(gflops, params).items():
             trial.set_constraint(key, value)
         if self.progress.trial_start:
             self.progress.trial_start(trial.number, short, gflops)
 
-        if opts.budget.exceeded(gflops, params):
+        if verdict.over_budget:
             write(trial, over_budget=True)
             self._end(trial, Outcome.REJECTED)
             return 0.0, gflops
 
+        cfg = verdict.cfg
+        mhash = model_hash(cfg)
+        write(trial, model_hash=mhash)
         twin = self._scored_twin(trial.study, mhash, trial.number)
         if twin is not None:
             write(trial, **{k: getattr(twin, k) for k in ("fitness", "mAP50", "mAP50_95", "history", "wall_time")
@@ -186,20 +191,21 @@ class Objective:
         write(trial, model_yaml=text)
         _safe(lambda: save_model_yaml(trial.study, trial, text, self.store))
 
-        stopper = EarlyStop(trial.study, gflops, opts.early_stop_ratio, opts.epochs, opts.early_stop_floor) \
-            if opts.early_stop else None
+        stopper = self.stop_rule(trial, gflops)
 
         def on_epoch(record: dict) -> bool:
             if self.progress.epoch_end:
                 self.progress.epoch_end(trial.number, record)
             if stopper is not None and stopper.should_stop(record):
-                write(trial, stopped_early={"epoch": record["epoch"], "reason": stopper.reason})
+                stopped = getattr(stopper, "stopped", None) or {"epoch": record["epoch"], "reason": stopper.reason}
+                write(trial, stopped_early=stopped)
                 return False
             return True
 
         result = train_and_evaluate(cfg, data=self.data_spec, epochs=opts.epochs, imgsz=opts.imgsz,
                                     batch=opts.batch, seed=opts.seed, device=opts.device, callback=on_epoch,
-                                    batch_callback=self.progress.batch_end)
+                                    batch_callback=self.progress.batch_end, precision=opts.precision,
+                                    eval_epochs=self.eval_epochs())
         history = [_round_record(r) for r in result.history]
         write(trial, history=history, wall_time=round(result.wall_time, 3))
         if result.status == Outcome.FAILED:
@@ -211,6 +217,19 @@ class Objective:
         if not math.isfinite(result.fitness):
             raise CandidateFailed("non-finite fitness")
         return float(result.fitness), gflops
+
+    def stop_rule(self, trial, gflops: float):
+        """The candidate's stop rule (None: train to the end): successive halving at this search's rungs."""
+        from nas.rungs import SuccessiveHalving
+
+        if not self.rungs:
+            return None
+        return SuccessiveHalving(trial, gflops, self.opts.epochs, self.opts.eta, rungs=self.rungs)
+
+    def eval_epochs(self) -> list[int] | None:
+        """The epochs the trainer scores: the rungs (and the last, always) with early stopping; every epoch
+        without, so that the trials' histories serve `nas audit` as its seed-0 proxy runs."""
+        return list(self.rungs) if self.opts.early_stop else None
 
     def _scored_twin(self, study, mhash: str, number: int):
         """The record of a complete trial that scored the same rendered model to the end, if any."""
@@ -275,17 +294,21 @@ def prepare(opts: SearchOptions):
     """Validate everything before any work: space, budget, sampler, storage, data. Returns the pieces."""
     from nas.device import parse_device
     from nas.space import load_space
+    from nas.train.precision import resolve_precision
 
     check_sampler(opts.sampler)
     if opts.trials < 1:
         raise NasError(f"--trials must be at least 1, got {opts.trials}")
     if opts.workers < 1:
         raise NasError(f"--workers must be at least 1, got {opts.workers}")
+    if isinstance(opts.eta, bool) or not isinstance(opts.eta, int) or opts.eta < 2:
+        raise NasError(f"--eta must be an integer of at least 2 (the rungs' reduction factor), got {opts.eta!r}")
     if opts.imgsz % 32 or opts.imgsz < 64:
         raise NasError(f"--imgsz {opts.imgsz} must be a multiple of 32 and at least 64")
     if not opts.budget:
         raise NasError("--budget is required, e.g. --budget 10gflops (see `nas space SPACE` for the costs)")
     opts.device = parse_device(opts.device)
+    opts.precision = resolve_precision(opts.precision, opts.device).name  # stored as what actually runs
     space = load_space(opts.space)
     opts.space = space.path  # a shipped space's name becomes its file, for the study and the workers
     return space
@@ -309,8 +332,11 @@ def open_study(space, opts: SearchOptions):
     n = len(study.get_trials(deepcopy=False))
     if n or opts.sampler_seed_offset:  # a resumed study or an extra worker must not replay the first proposals
         study.sampler = make_sampler(opts.sampler, opts.seed + n + opts.sampler_seed_offset)
-    for key, label in (("budget", "--budget"), ("proxy", "proxy settings (--data/--epochs/--imgsz/--batch/--seed)")):
+    for key, label in (("budget", "--budget"),
+                       ("proxy", "proxy settings (--data/--epochs/--imgsz/--batch/--seed/--precision)")):
         stored = getattr(read_study(study), key)
+        if key == "proxy" and isinstance(stored, dict):
+            stored = {"precision": "fp32", **stored}  # studies from before --precision trained in fp32
         if stored is not None and stored != attrs[key]:
             raise NasError(f"study {name!r} was searched with {label} {stored}, not {attrs[key]}; scores would not "
                            f"compare: rerun with the same settings or start a new study with --study {name}-2")
@@ -369,6 +395,7 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     """
     import optuna
 
+    from nas.rungs import study_rungs
     from nas.storage import artifact_store, mask_url
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed candidates are reported by the display
@@ -377,8 +404,9 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     study = study or open_study(space, opts)
     store = artifact_store(opts.storage)
     enqueue_start(study, space, opts.run_id)
-    objective = Objective(space, opts, data_spec, store, progress)
-    summary = Summary(study.study_name, mask_url(opts.storage))
+    rungs = study_rungs(study, opts.epochs, opts.eta)[0] if opts.early_stop else []
+    objective = Objective(space, opts, data_spec, store, progress, rungs=rungs)
+    summary = Summary(study.study_name, mask_url(opts.storage), rungs=rungs)
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
     max_sampled = max(50, 25 * opts.trials)  # guard: a budget almost nothing fits
 

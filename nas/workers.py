@@ -24,7 +24,7 @@ def worker_command(opts: SearchOptions) -> list[str]:
     cmd = [sys.executable, "-m", "nas.cli", "search", "--space", str(opts.space), "--trials", str(opts.trials),
            "--sampler", opts.sampler, "--seed", str(opts.seed), "--epochs", str(opts.epochs),
            "--imgsz", str(opts.imgsz), "--batch", str(opts.batch), "--device", opts.device, "--workers", "1",
-           "--worker"]
+           "--eta", str(opts.eta), "--precision", opts.precision, "--worker"]
     budget = opts.budget
     if budget.gflops is not None:
         cmd += ["--budget", f"{budget.gflops!r}gflops"]

@@ -221,3 +221,59 @@ def test_stops_a_real_proxy_run_at_the_first_rung(tmp_path, one_thread):
     assert result.status == "stopped" and result.epochs == 1
     assert stop.stopped["epoch"] == 1
     assert study.trials[trial.number].user_attrs["rungs"] == {"1": round(result.history[0]["fitness"], 6)}
+
+
+# ------------------------------------------------------------------------ where the first rung goes
+
+
+@pytest.mark.parametrize(("epochs", "eta", "formed", "expected"), [
+    (8, 3, None, 3),  # no audit: the last geometric rung alone
+    (24, 3, None, 8),
+    (27, 3, None, 9),
+    (2, 3, None, 1),
+    (24, 3, 2, 2),  # the audit says the ranking forms at epoch 2
+    (8, 3, 6, 6),
+])
+def test_first_rung(epochs, eta, formed, expected):
+    from nas.rungs import first_rung
+
+    assert first_rung(epochs, eta, formed) == expected
+
+
+def _summary(**changes):
+    from nas.audit import AuditSummary
+
+    doc = dict(tau=0.8, tau_low=0.6, tau_high=0.9, rho=0.9, tau_gflops=0.3, noise_sd=0.01, noise=0.02, seed_tau=0.7,
+               n_candidates=12, proxy_epochs=24, reference_epochs=96, seeds=2, verdict="ok", formed_epoch=2)
+    return AuditSummary(**{**doc, **changes}).to_attr()
+
+
+def test_study_rungs_follow_the_audit_of_this_proxy_length():
+    from nas.audit import SUMMARY_ATTR
+    from nas.rungs import study_rungs
+
+    study = new_study()
+    assert study_rungs(study, 24)[0] == [8]  # no audit: the conservative default
+    study.set_user_attr(SUMMARY_ATTR, _summary())
+    rungs, why = study_rungs(study, 24)
+    assert rungs == [3, 8] and "epoch 2" in why  # epoch 1 is before the ranking formed
+    assert study_rungs(study, 24, eta=2)[0] == [2, 3, 6, 12]
+    assert study_rungs(study, 12)[0] == [4]  # an audit of another proxy length says nothing about this one
+    study.set_user_attr(SUMMARY_ATTR, _summary(formed_epoch=None))  # an older audit, without the field
+    assert study_rungs(study, 24)[0] == [8]
+
+
+def test_audit_summary_keeps_the_epoch_the_ranking_formed_and_skips_unscored_epochs():
+    from nas.audit import AuditSummary, CandidateRuns, build_report
+
+    cands = []
+    for k, (f1, f2, ref) in enumerate([(0.1, 0.2, 0.3), (0.2, 0.3, 0.4), (0.3, 0.4, 0.5), (0.4, 0.5, 0.6)]):
+        history = [{"epoch": 1, "fitness": f1}, {"epoch": 2, "fitness": f2}]
+        if k == 0:
+            history[0] = {"epoch": 1, "loss": 1.0}  # scored only at the rungs and the last epoch
+        cands.append(CandidateRuns(f"c{k}", f"c{k}", 1.0 + k, 100, proxy={0: {"fitness": f2, "history": history}},
+                                   reference={"fitness": ref}))
+    report = build_report("s", cands, proxy_epochs=2, reference_epochs=8, seed=0, seeds=0, n_boot=10)
+    assert [p["n"] for p in report.tau_per_epoch] == [3, 4]
+    assert report.formed_epoch == 1
+    assert AuditSummary.from_report(report).formed_epoch == 1

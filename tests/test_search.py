@@ -178,6 +178,147 @@ def test_same_seed_same_architectures(tmp_path, monkeypatch, tiny_data):
     assert runs[0] == runs[1]
 
 
+# ------------------------------------------------------------------------ budget gate, rungs, precision
+
+
+def _warm_cost_tables(space_path: str, nc: int) -> None:
+    """Build the space's cost tables (one count of the base per multiples) before a test disables the counter."""
+    import itertools
+
+    from nas.cost import cost_table
+    from nas.gate import nc_delta
+    from nas.space import load_space
+
+    space = load_space(space_path)
+    for gd, gw in itertools.product(space.depth_multiple, space.width_multiple):
+        cost_table(space, gd, gw)
+        nc_delta(space, gd, gw, nc)
+
+
+def test_all_over_budget_search_never_counts_a_candidate(workdir, tiny_data, monkeypatch):
+    import nas.cost
+    from nas.budget import Budget
+    from nas.gate import predict
+    from nas.search import SearchOptions, open_study, prepare, resolve_search_data, run_search
+    from nas.space import sample
+
+    opts = SearchOptions(space="space.yaml", budget=Budget(gflops=0.001), data=tiny_data, epochs=1, imgsz=64,
+                         trials=1, sampler="random")
+    space = prepare(opts)  # validating the space counts its base model once per multiples
+    data = resolve_search_data(opts, space)
+    study = open_study(space, opts)
+    _warm_cost_tables("space.yaml", nc=2)  # the tiny data has 2 classes
+
+    def no_count(*_a, **_kw):
+        raise AssertionError("a rejected candidate was counted on the meta device")
+
+    monkeypatch.setattr(nas.cost, "count", no_count)
+    summary = run_search(opts, space=space, study=study, data_spec=data)
+    assert "after 50 sampled candidates" in summary.stopped_reason  # the guard for a budget almost nothing fits
+    trials = load().get_trials()
+    assert len(trials) == 50 and set(outcomes(load())) == {"rejected"}
+    for t in trials[:5]:  # the recorded cost is the table's, at the data's classes
+        params, gflops = predict(space, sample(space, optuna.trial.FixedTrial(t.params)), nc=2)
+        assert t.user_attrs["params"] == params and t.user_attrs["gflops"] == round(gflops, 6)
+        assert t.constraints["gflops"] == pytest.approx(gflops - 0.001) and t.values[0] == 0.0
+
+
+def test_cost_table_disagreement_stops_the_search_loudly(workdir, tiny_data, monkeypatch):
+    import dataclasses
+
+    import nas.cost
+
+    _warm_cost_tables("space.yaml", nc=2)
+    real = nas.cost.count
+    monkeypatch.setattr(nas.cost, "count",
+                        lambda *a, **kw: dataclasses.replace(real(*a, **kw), params=real(*a, **kw).params + 1))
+    r = search("--trials", "3", "--sampler", "random", data=tiny_data)
+    assert r.exit_code == 3, r.output
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("internal error: cost table predicts") and "a bug in nas" in lines[-1]
+    assert "Traceback" not in r.output
+    trials = load().get_trials()
+    assert len(trials) == 1  # the baseline: within budget, so counted, and the search stopped there
+    assert trials[0].state == TrialState.FAIL and "cost table predicts" in trials[0].user_attrs["fail_reason"]
+    assert "fitness" not in trials[0].user_attrs  # never trained
+
+
+def _dominating_rung_records(study, n: int = 2) -> None:
+    """Trials that reached rung 1 with the highest possible fitness at no cost: they dominate any candidate."""
+    from optuna.trial import create_trial
+
+    for _ in range(n):
+        study.add_trial(create_trial(values=[1.0, 0.0], user_attrs={
+            "gflops": 0.0, "params": 1, "fitness": 1.0, "rungs": {"1": 1.0}, "choices": {"P5": "none"}}))
+
+
+def test_clearly_worse_candidate_stops_at_the_first_rung_and_a_resume_keeps_the_rungs(workdir, tiny_data):
+    args = ("--epochs", "3", "--sampler", "random")  # 3 epochs, eta 3: one rung, at epoch 1
+    r = search("--trials", "1", *args, data=tiny_data)
+    assert r.exit_code == 0, r.output
+    study = load()
+    base = study.trials[0].user_attrs
+    assert base["outcome"] == "trained" and list(base["rungs"]) == ["1"]  # alone at its rung: it went on
+    assert ["fitness" in h for h in base["history"]] == [True, False, True]  # scored at the rung and the end
+    _dominating_rung_records(study)
+
+    study.enqueue_trial({"width_multiple": 0.25, "P5.block": "SGE", "P5.SGE.groups": 4})
+    r = search("--trials", "2", *args, data=tiny_data)
+    assert r.exit_code == 0, r.output
+    t = load().get_trials()[3]
+    a = t.user_attrs
+    assert t.state == TrialState.COMPLETE and a["outcome"] == "stopped" and a["choices"] == {"P5": "SGE(groups=4)"}
+    assert len(a["history"]) == 1 and a["rungs"] == {"1": pytest.approx(a["history"][0]["fitness"], abs=1e-6)}
+    stopped = a["stopped_early"]
+    assert stopped["epoch"] == 1 and stopped["compared"] == 4 and stopped["kept"] == 2  # baseline, 2 records, it
+    assert t.values == [pytest.approx(a["rungs"]["1"]), pytest.approx(a["gflops"])]  # the sampler learns from it
+
+    load().enqueue_trial({"width_multiple": 0.25, "P5.block": "SGE", "P5.SGE.groups": 8})
+    r = search("--trials", "3", *args, data=tiny_data)  # a resume: the stored rung records still count
+    assert r.exit_code == 0, r.output
+    trials = load().get_trials()
+    assert trials[3].user_attrs["rungs"] == a["rungs"]
+    assert trials[4].user_attrs["outcome"] == "stopped" and trials[4].user_attrs["stopped_early"]["compared"] == 5
+
+
+def test_precision_reaches_the_trainer_and_belongs_to_the_proxy(workdir, tiny_data, monkeypatch):
+    import nas.train
+
+    real, seen = nas.train.train_and_evaluate, []
+
+    def spy(cfg, **kw):
+        seen.append(kw)
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(nas.train, "train_and_evaluate", spy)
+    r = search("--trials", "1", "--epochs", "2", "--precision", "bf16", "--no-early-stop", data=tiny_data)
+    assert r.exit_code == 0, r.output
+    assert seen[0]["precision"] == "bf16" and seen[0]["eval_epochs"] is None
+    study = load()
+    a = study.trials[0].user_attrs
+    assert all("fitness" in h for h in a["history"]) and "rungs" not in a  # every epoch scored, no rungs
+    assert study.user_attrs["proxy"]["precision"] == "bf16"
+
+    r = search("--trials", "2", data=tiny_data)  # fp32 scores would not compare with bf16 ones
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "--precision" in r.stderr and "bf16" in r.stderr
+    old = {k: v for k, v in study.user_attrs["proxy"].items() if k != "precision"}
+    study.set_user_attr("proxy", old)  # a study from before --precision: it trained in fp32
+    assert search("--trials", "1", "--epochs", "2", "--precision", "bf16", data=tiny_data).exit_code == 2
+    r = search("--trials", "1", "--epochs", "2", data=tiny_data)
+    assert r.exit_code == 0 and "already has 1" in r.output, r.output
+    assert len(seen) == 1
+
+
+def test_evaluate_trains_at_the_chosen_precision(tiny_data):
+    import json
+
+    args = ["evaluate", "yolov5n", "--data", tiny_data, "--epochs", "1", "--imgsz", "64", "--json"]
+    for precision in ("bf16", "fp32"):
+        r = CliRunner().invoke(main, [*args, "--precision", precision])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["precision"] == precision
+
+
 # ------------------------------------------------------------------------------------ several processes
 
 
@@ -327,43 +468,6 @@ def test_killed_search_resumes_without_losing_trials(workdir, tiny_data, how):
 # ------------------------------------------------------------------------------------------- pieces
 
 
-def _finished(study, number_gflops_history):
-    from optuna.distributions import CategoricalDistribution
-    from optuna.trial import create_trial
-
-    for gflops, fits in number_gflops_history:
-        history = [{"epoch": e + 1, "fitness": f} for e, f in enumerate(fits)]
-        study.add_trial(create_trial(
-            values=[fits[-1], gflops], params={"x": 0}, distributions={"x": CategoricalDistribution([0])},
-            user_attrs={"gflops": gflops, "fitness": fits[-1], "history": history, "outcome": "trained"}))
-
-
-def test_early_stop_compares_with_cheaper_finished_trials_at_the_same_epoch():
-    from nas.early_stop import EarlyStop
-
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    _finished(study, [(4.0, [0.01, 0.05, 0.10, 0.20]), (4.05, [0.01, 0.04, 0.12, 0.22]),
-                      (9.0, [0.02, 0.30, 0.40, 0.50])])
-    stop = EarlyStop(study, gflops=4.1, ratio=0.6, epochs=4)
-    assert not stop.should_stop({"epoch": 1, "fitness": 0.0})  # before half of the run: never
-    assert not stop.should_stop({"epoch": 2, "loss": 1.0})  # an epoch the trainer did not score: never
-    # at epoch 2 the references that cost no more (4.0 and 4.05) peak at 0.05: 0.02 < 0.6 x 0.05,
-    # and 0.05 is above the noise floor
-    assert stop.should_stop({"epoch": 2, "fitness": 0.02}) and "trial 0" in stop.reason
-    assert not EarlyStop(study, 4.1, 0.6, 4).should_stop({"epoch": 3, "fitness": 0.08})  # 0.08 >= 0.6 x 0.12
-    # the 9 GFLOPs trial costs more, so it is no reference for a 4.1 GFLOPs candidate, nor 4.05 for 4.0
-    assert not EarlyStop(study, 4.1, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.2})
-    assert not EarlyStop(study, 4.0, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.0})
-    # ... but it is for a 9 GFLOPs one
-    assert EarlyStop(study, 9.0, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.2})
-    # below the noise floor nothing is stopped
-    assert not EarlyStop(study, 4.1, 0.6, 4, floor=0.2).should_stop({"epoch": 2, "fitness": 0.0})
-    # a single reference is not enough
-    lone = optuna.create_study(directions=["maximize", "minimize"])
-    _finished(lone, [(4.0, [0.01, 0.05, 0.10, 0.20])])
-    assert not EarlyStop(lone, 4.1, 0.6, 4).should_stop({"epoch": 4, "fitness": 0.0})
-
-
 def test_durations_and_worker_command():
     from nas.budget import Budget
     from nas.errors import NasError
@@ -376,9 +480,11 @@ def test_durations_and_worker_command():
         with pytest.raises(NasError, match="--timeout"):
             parse_duration(bad)
     opts = SearchOptions(space="s.yaml", budget=Budget(gflops=10.0, params=5_000_000), storage="journal:j",
-                         workers=3, early_stop=False)
+                         workers=3, early_stop=False, eta=4, precision="bf16")
     cmd = worker_command(opts)
     assert cmd[cmd.index("--workers") + 1] == "1" and "--worker" in cmd and "--no-early-stop" in cmd
+    assert cmd[cmd.index("--eta") + 1] == "4" and cmd[cmd.index("--precision") + 1] == "bf16"
+    assert "--no-early-stop" not in worker_command(SearchOptions(space="s.yaml", budget=Budget(gflops=1.0)))
     from nas.budget import parse_budget
 
     budgets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--budget"]

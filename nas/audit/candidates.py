@@ -83,7 +83,9 @@ def study_candidates(study, scored: list) -> list[Candidate]:
         mhash = a.get("model_hash") or hashlib.sha256(text.encode()).hexdigest()
         if mhash in seen:
             continue
-        full = a.get("outcome") == "trained" and not a.get("stopped_early")
+        history = a.get("history", [])  # scored at every epoch: a search with rungs scores only at the rungs
+        full = a.get("outcome") == "trained" and not a.get("stopped_early") and \
+            all("fitness" in h for h in history)
         run0 = {"fitness": float(a["fitness"]), "history": a.get("history", []), "seed": a.get("seed"),
                 "wall_time": a.get("wall_time")} if full else None
         seen[mhash] = Candidate(key=f"trial{t.number}", label=f"#{t.number}", gflops=float(a.get("gflops", 0.0)),

@@ -142,7 +142,7 @@ def build_report(study: str, cands: list[CandidateRuns], *, proxy_epochs: int, r
     per_epoch = []
     for e in range(1, proxy_epochs + 1):
         pairs = [(float(c.proxy[seed]["history"][e - 1]["fitness"]), float(c.reference["fitness"])) for c in both
-                 if len(c.proxy[seed].get("history") or []) >= e]
+                 if len(c.proxy[seed].get("history") or []) >= e and "fitness" in c.proxy[seed]["history"][e - 1]]
         if len(pairs) >= 3:
             per_epoch.append({"epoch": e, "n": len(pairs), "tau": kendall_tau([p[0] for p in pairs],
                                                                                [p[1] for p in pairs])})
@@ -230,6 +230,7 @@ class AuditSummary:
     seeds: int
     verdict: str
     finished_at: str = ""
+    formed_epoch: int | None = None  # the proxy epoch from which tau per epoch stays near its last value
 
     @classmethod
     def from_report(cls, r: AuditReport) -> AuditSummary:
@@ -237,7 +238,8 @@ class AuditSummary:
         doc = _finite({"tau": c.tau, "tau_low": c.tau_low, "tau_high": c.tau_high, "rho": c.rho,
                        "tau_gflops": g.tau, "noise_sd": r.noise_sd, "noise": 2 * r.noise_sd, "seed_tau": r.seed_tau})
         return cls(**doc, n_candidates=r.n, proxy_epochs=r.proxy_epochs, reference_epochs=r.reference_epochs,
-                   seeds=r.seeds, verdict=r.verdict, finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                   seeds=r.seeds, verdict=r.verdict, finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   formed_epoch=r.formed_epoch)
 
     def to_attr(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,6 +28,8 @@ import click
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch size.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, sampling and augmentation.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="Training precision: auto = bf16 + channels_last on CPUs with native bf16, fp16 on CUDA.")
 @click.option(
     "--cache",
     "cache_dir",
@@ -44,6 +46,7 @@ def command(
     batch: int,
     seed: int,
     device: str,
+    precision: str,
     cache_dir: str | None,
     as_json: bool,
 ) -> None:
@@ -114,7 +117,7 @@ def command(
         with progress:
             result = train_and_evaluate(
                 model, data, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
-                callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir,
+                callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir, precision=precision,
             )  # fmt: skip
     finally:
         log.removeHandler(handler)
