@@ -10,10 +10,11 @@ import math
 from typing import TYPE_CHECKING
 
 from nas.pareto import scored_trials
-from nas.record import read
+from nas.record import read, read_history
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.artifacts import FileSystemArtifactStore
 
 
 class EarlyStop:
@@ -26,7 +27,7 @@ class EarlyStop:
     """
 
     def __init__(self, study: optuna.Study, gflops: float, ratio: float, epochs: int, floor: float = 0.02,
-                 min_references: int = 2):
+                 min_references: int = 2, store: FileSystemArtifactStore | None = None):
         self.study = study
         self.gflops = gflops
         self.ratio = ratio
@@ -34,11 +35,13 @@ class EarlyStop:
         self.first_epoch = max(2, math.ceil(epochs / 2))
         self.min_references = min_references
         self.reason = ""
+        self.store = store  # finished trials' histories are artifacts (nas.record.read_history)
+        self._histories: dict[int, list[dict]] = {}  # finished trials do not change: read each once
 
     def should_stop(self, record: dict) -> bool:
         """True when the run should stop after this epoch record (`reason` then says why)."""
         epoch = int(record["epoch"])
-        if epoch < self.first_epoch:
+        if epoch < self.first_epoch or record.get("fitness") is None:  # only scored epochs compare
             return False
         mine = float(record.get("fitness", 0.0))
         refs = []
@@ -46,7 +49,9 @@ class EarlyStop:
             r = read(t)
             if (math.inf if r.gflops is None else r.gflops) > self.gflops:
                 continue
-            for h in r.history:
+            if t.number not in self._histories:
+                self._histories[t.number] = read_history(self.study, t, self.store)
+            for h in self._histories[t.number]:
                 if int(h.get("epoch", -1)) == epoch:
                     refs.append((float(h.get("fitness", 0.0)), t.number))
         if len(refs) < self.min_references:
