@@ -201,3 +201,34 @@ def test_plain_lines_show_proxy_epochs_and_the_rejected_size():
     assert "epoch 2/2: loss 4.5000 mAP50 0.1000 mAP50-95 0.0500 fitness 0.0550" in text
     assert "trial 1: width=0.5 P5=none -> rejected (16.40 GFLOPs, budget <= 10 GFLOPs: never trained)" in text
     assert "left" in text.splitlines()[-3] and "after the first" not in text.splitlines()[-3]  # once timed
+
+
+# ------------------------------------------------------------------------------------------------ help
+
+WORKFLOW = ["profile", "blocks", "space", "evaluate", "search", "audit", "pareto", "export-best", "dashboard"]
+
+
+def test_help_lists_commands_in_workflow_order_with_whole_descriptions():
+    out = run("--help").output
+    section = out.split("Commands:")[1]
+    listed = [line.split()[0] for line in section.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert listed == WORKFLOW
+    assert "..." not in section  # click would cut a long description short
+
+
+def test_every_command_has_an_example_and_shared_options_read_the_same():
+    import re
+
+    option_lines: dict[str, set[str]] = {"--storage": set(), "--device": set()}
+    for name in WORKFLOW:
+        r = CliRunner().invoke(main, [name, "--help"], terminal_width=200)
+        assert r.exit_code == 0, name
+        assert "Example" in r.output, f"nas {name} --help has no example"
+        for option in option_lines:
+            found = re.search(rf"^\s+({option} \S+)\s+(.*)$", r.output, flags=re.M)
+            if found:
+                option_lines[option].add(f"{found.group(1)} {found.group(2)}")
+    assert len(option_lines["--storage"]) == 1 and next(iter(option_lines["--storage"])).startswith("--storage URL")
+    assert len(option_lines["--device"]) == 1 and "cuda:N" in next(iter(option_lines["--device"]))
+    sampler = CliRunner().invoke(main, ["search", "--help"], terminal_width=200).output
+    assert all(f"{name} =" in sampler for name in ("tpe", "nsga2", "gp", "random"))  # each choice described

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from nas.commands._options import STORAGE_HELP, STUDY_HELP
+
 
 @click.command("export-best")
 @click.option(
-    "--study", "study_name", default=None, help="Study name (default: the only study in the storage)."
+    "--study", "study_name", default=None, help=STUDY_HELP
 )
-@click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
+@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
 @click.option("--trial", type=int, default=None, help="Export this trial number.")
 @click.option(
     "--max-gflops",
@@ -36,7 +38,12 @@ def command(
     """Write a complete YOLOv5 model YAML for one trial, headed by its scores and how to train it.
 
     The trial's stored YAML is rebuilt on the meta device and recounted first: its params must equal the
-    trial's exactly and its GFLOPs to 1e-6, or nothing is written.
+    trial's exactly and its GFLOPs to 1e-6, or nothing is written. --trial, --max-gflops and --pick exclude
+    each other; without any, the highest-fitness trial on the front is exported.
+
+    \b
+    Example:
+      nas export-best --pick knee --out best.yaml
     """
     from nas.export import export_best
     from nas.storage import artifact_dir, artifact_store, load_nas_study
