@@ -1,8 +1,10 @@
 """The trial record: what one candidate left in the study, typed, written and read only here.
 
 Optuna keeps it as trial user attributes under the names in docs/CONTRACTS.md (`fitness`, `mAP50-95`,
-`outcome`, ...); everything else in nas reads a `TrialRecord` and writes through `write`, so the stored names
-live in one place and studies written by earlier versions still read.
+`outcome`, ...), short enough for optuna-dashboard's table; the long parts (per-epoch history, model YAML) are
+trial artifacts. Everything else in nas reads a `TrialRecord` (and `read_history` / `read_model_yaml`) and
+writes through `write` and its siblings here, so the stored names live in one place and studies written by
+earlier versions still read.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ INTERRUPTED = "interrupted by the user (Ctrl-C)"  # fail_reason of a trial a Ctr
 
 # TrialRecord field -> stored user attribute name (only where they differ)
 _STORED = {"mAP50_95": "mAP50-95"}
+# fields kept as trial system attrs instead: long, and repeated by the trial's params (optuna-dashboard's table
+# shows every user attr as a column, none of the system attrs)
+_SYSTEM = {"arch": "nas:arch"}
 
 
 @dataclass
@@ -140,7 +145,8 @@ def read(t: FrozenTrial) -> TrialRecord:
         values=tuple(t.values) if getattr(t, "values", None) else None,
         constraints=_named_constraints(getattr(t, "constraints", None) or {}),
         choices=choices if isinstance(choices, dict) else {},
-        arch=a.get("arch") if isinstance(a.get("arch"), dict) else None,
+        arch=next((v for v in (a.get("arch"), getattr(t, "system_attrs", {}).get(_SYSTEM["arch"]))
+                   if isinstance(v, dict)), None),
         model_hash=a.get("model_hash"),
         model_yaml=a.get("model_yaml") if isinstance(a.get("model_yaml"), str) else None,
         gflops=_num(a.get("gflops")),
@@ -172,7 +178,10 @@ def write(trial: optuna.Trial, **fields: Any) -> None:
             raise TypeError(f"{key!r} is not a stored trial record field")
         if isinstance(value, Outcome):
             value = value.value
-        trial.set_user_attr(_STORED.get(key, key), value)
+        if key in _SYSTEM:
+            trial.storage.set_trial_system_attr(trial._trial_id, _SYSTEM[key], value)
+        else:
+            trial.set_user_attr(_STORED.get(key, key), value)
 
 
 def enqueue_attrs(**fields: Any) -> dict[str, Any]:
@@ -182,6 +191,7 @@ def enqueue_attrs(**fields: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------- constraints and artifacts
 
+HEADER_START = "# nas export-best"  # first words of the provenance header (nas.export.header)
 CONSTRAINTS_ATTR = "constraints"  # trial system attr: the list of constraint values optuna-dashboard reads
 
 
@@ -216,7 +226,8 @@ def write_history(trial: optuna.Trial, history: list[dict], store: FileSystemArt
 
 def write_model_yaml(trial: optuna.Trial, text: str, store: FileSystemArtifactStore, params: int,
                      gflops: float) -> None:
-    """Upload a trial's rendered model YAML as `model-trial<N>.yaml`, headed like `nas export-best` output."""
+    """Upload a trial's rendered model YAML as `model-trial<N>.yaml`, headed like `nas export-best` output
+    (the `model_yaml` user attr when the artifact store cannot take it, so a scored model is never lost)."""
     from pathlib import Path
 
     from nas.export import header
@@ -227,7 +238,10 @@ def write_model_yaml(trial: optuna.Trial, text: str, store: FileSystemArtifactSt
         head = header(trial.study, trial, params, gflops, Path(name))
     except Exception:  # noqa: BLE001 - a study without nas attrs: the YAML alone still rebuilds the model
         head = ""
-    save_model_yaml(trial.study, trial, head + text, store)
+    try:
+        save_model_yaml(trial.study, trial, head + text, store)
+    except OSError:
+        write(trial, model_yaml=text)
 
 
 def read_history(study: optuna.Study, t: FrozenTrial, store: FileSystemArtifactStore | None) -> list[dict]:
@@ -264,12 +278,13 @@ def read_model_yaml(study: optuna.Study, t: FrozenTrial, store: FileSystemArtifa
     from nas.storage import read_model_yaml as read_artifact
 
     text = read_artifact(study, t, store) if store is not None else None
-    if text:
+    if text and text.startswith(HEADER_START):  # written by the search: drop the header (the YAML starts `nc:`)
         lines = text.splitlines(keepends=True)
-        while lines and lines[0].startswith("#"):  # the header; the rendered YAML itself starts with `nc:`
+        while lines and lines[0].startswith("#"):
             lines.pop(0)
-        if "".join(lines).strip():
-            return "".join(lines)
+        text = "".join(lines)
+    if text and text.strip():
+        return text
     old = read(t).model_yaml
     return old if old and old.strip() else None
 
@@ -281,7 +296,8 @@ def missing_artifact(study: optuna.Study, t: FrozenTrial, what: str, store: File
     host = read(t).host
     where = f"the artifact folder {store_folder(store)}" if store is not None else "no artifact folder here"
     ran = f" (trial {t.number} ran on {host})" if host else ""
-    return (f"trial {t.number} of study {study.study_name!r} has no readable {what}: {where}{ran}; artifacts stay "
+    return (f"trial {t.number} of study {study.study_name!r} has no stored {what} readable here: {where}{ran}; "
+            f"artifacts stay "
             f"on the machine that ran the search: run this command there, or copy its artifact folder here "
             f"(see `nas dashboard --artifact-dir`)")
 

@@ -119,7 +119,7 @@ def test_missing_artifact_folder_is_one_clear_line(searched: Path, monkeypatch: 
     r = CliRunner().invoke(main, ["export-best", "--out", "best.yaml"])
     assert r.exit_code == 2 and "Traceback" not in r.output
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no readable model YAML" in lines[0] and "artifact folder" in lines[0]
+    assert len(lines) == 1 and "no stored model YAML" in lines[0] and "artifact folder" in lines[0]
 
 
 def test_the_sampler_still_reads_the_constraints(searched: Path, monkeypatch: pytest.MonkeyPatch) -> None:

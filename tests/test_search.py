@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from nas import storage as S
 from nas.cli import main
 from nas.data import SyntheticConfig, synthetic_dataset
-from nas.record import read_history, read_model_yaml
+from nas.record import read, read_history, read_model_yaml
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -78,9 +78,10 @@ def test_end_to_end_records_and_resume(workdir, tiny_data):
     assert len(trained) == 3
     for t in trained:
         a = t.user_attrs
-        for key in ("choices", "arch", "model_hash", "gflops", "params", "fitness", "mAP50",
+        for key in ("choices", "model_hash", "gflops", "params", "fitness", "mAP50",
                     "mAP50-95", "wall_time", "seed"):
             assert key in a, key
+        assert read(t).arch["choices"]["P5"]["block"] == t.params["P5.block"]  # a system attr: no table column
         assert "model_yaml" not in a and "history" not in a  # artifacts: the dashboard's table stays readable
         assert t.values == [pytest.approx(a["fitness"]), pytest.approx(a["gflops"])]
         history = read_history(study, t, store)
