@@ -117,7 +117,7 @@ def main() -> None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         shoot(base, out / "dashboard-study.png", "1400,1400")
-        shoot(f"{base}/smartSelection", out / "dashboard-table.png", "1400,3200", crop=(1500, 3200))
+        shoot(f"{base}/smartSelection", out / "dashboard-table.png", "1400,3200", crop=(1150, 2350))
         shoot(f"{base}/trials?numbers={args.trial}", out / "dashboard-trial.png", "1400,1300")
         shoot(f"{base}/note", out / "dashboard-audit-note.png", "1400,1300")
     finally:
