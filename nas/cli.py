@@ -10,10 +10,25 @@ import click
 from nas import __version__
 from nas.errors import NasError
 
+WORKFLOW = ["profile", "blocks", "space", "evaluate", "search", "audit", "pareto", "export-best", "dashboard"]
+
 
 class NasGroup(click.Group):
     """Turns a NasError or a click usage error (unknown option, bad choice, out of range) anywhere below into
     one line on stderr and exit code 2, no traceback and no usage block."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Commands in the order of the workflow, not alphabetically; any others after them."""
+        names = super().list_commands(ctx)
+        return [n for n in WORKFLOW if n in names] + sorted(n for n in names if n not in WORKFLOW)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole one-line description (click cuts them at the terminal width)."""
+        rows = [(name, self.commands[name].get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if not self.commands[name].hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         try:
@@ -46,6 +61,11 @@ def main() -> None:
 
     Search where attention blocks (SGE, GE, FLA, BiFormer, FocalModulation) go in a YOLOv5 model,
     under a GFLOPs budget, scored by short proxy training runs and kept in an SQL-backed Optuna study.
+    The commands below are listed in the order of the workflow; `nas COMMAND --help` shows an example each.
+
+    \b
+    Example:
+      nas space neck && nas search --space neck --budget 10gflops && nas pareto && nas export-best --out best.yaml
     """
 
 

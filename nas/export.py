@@ -70,20 +70,13 @@ class PickNotes:
 def trial_model_yaml(
     study: optuna.Study, t: FrozenTrial, store: FileSystemArtifactStore | None = None
 ) -> str:
-    """The trial's rendered model YAML: the `model_yaml` user attr, else its model YAML artifact."""
-    text = read(t).model_yaml
-    if text and text.strip():
-        return text
-    if store is not None:
-        from nas.storage import read_model_yaml
+    """The trial's rendered model YAML (its artifact, or the `model_yaml` user attr of older studies)."""
+    from nas.record import missing_artifact, read_model_yaml
 
-        text = read_model_yaml(study, t, store)
-        if text:
-            return text
-    raise NasError(
-        f"trial {t.number} of study {study.study_name!r} has no stored model YAML (user attr model_yaml or a "
-        "model-trial<N>.yaml artifact); it was not recorded by `nas search`"
-    )
+    text = read_model_yaml(study, t, store)
+    if text:
+        return text
+    raise NasError(missing_artifact(study, t, "model YAML (artifact model-trial<N>.yaml)", store))
 
 
 def study_imgsz(study: optuna.Study) -> tuple[int, int]:

@@ -150,7 +150,7 @@ def closest_to_budget(study: optuna.Study, budget: Budget, k: int = 5) -> list[F
 
     def excess(t: FrozenTrial) -> float:
         worst = 0.0
-        for key, value in t.constraints.items():
+        for key, value in read(t).constraints.items():  # named only (the dashboard's list is a copy)
             limit = {"gflops": budget.gflops, "params": budget.params}.get(key) or 1.0
             worst = max(worst, float(value) / float(limit))
         return worst

@@ -1,8 +1,10 @@
 """The trial record: what one candidate left in the study, typed, written and read only here.
 
 Optuna keeps it as trial user attributes under the names in docs/CONTRACTS.md (`fitness`, `mAP50-95`,
-`outcome`, ...); everything else in nas reads a `TrialRecord` and writes through `write`, so the stored names
-live in one place and studies written by earlier versions still read.
+`outcome`, ...), short enough for optuna-dashboard's table; the long parts (per-epoch history, model YAML) are
+trial artifacts. Everything else in nas reads a `TrialRecord` (and `read_history` / `read_model_yaml`) and
+writes through `write` and its siblings here, so the stored names live in one place and studies written by
+earlier versions still read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.artifacts import FileSystemArtifactStore
     from optuna.trial import FrozenTrial
 
 
@@ -43,6 +46,9 @@ INTERRUPTED = "interrupted by the user (Ctrl-C)"  # fail_reason of a trial a Ctr
 
 # TrialRecord field -> stored user attribute name (only where they differ)
 _STORED = {"mAP50_95": "mAP50-95"}
+# fields kept as trial system attrs instead: long, and repeated by the trial's params (optuna-dashboard's table
+# shows every user attr as a column, none of the system attrs)
+_SYSTEM = {"arch": "nas:arch"}
 
 
 @dataclass
@@ -121,6 +127,13 @@ def _outcome(value: Any) -> Outcome | None:
         return None
 
 
+def _named_constraints(merged: dict[str, float]) -> dict[str, float]:
+    """Optuna merges the dashboard's list (keys "0", "1", ...) with the named constraints: keep the names,
+    or the list alone for a study that has only the list."""
+    named = {k: v for k, v in merged.items() if not k.isdigit()}
+    return named or dict(merged)
+
+
 def read(t: FrozenTrial) -> TrialRecord:
     """The record of a trial (frozen or running); unknown or damaged attributes read as missing."""
     a = t.user_attrs
@@ -132,9 +145,10 @@ def read(t: FrozenTrial) -> TrialRecord:
         number=t.number,
         state=t.state.name if getattr(t, "state", None) is not None else "RUNNING",
         values=tuple(t.values) if getattr(t, "values", None) else None,
-        constraints=dict(getattr(t, "constraints", None) or {}),
+        constraints=_named_constraints(getattr(t, "constraints", None) or {}),
         choices=choices if isinstance(choices, dict) else {},
-        arch=a.get("arch") if isinstance(a.get("arch"), dict) else None,
+        arch=next((v for v in (a.get("arch"), getattr(t, "system_attrs", {}).get(_SYSTEM["arch"]))
+                   if isinstance(v, dict)), None),
         model_hash=a.get("model_hash"),
         model_yaml=a.get("model_yaml") if isinstance(a.get("model_yaml"), str) else None,
         gflops=_num(a.get("gflops")),
@@ -167,12 +181,128 @@ def write(trial: optuna.Trial, **fields: Any) -> None:
             raise TypeError(f"{key!r} is not a stored trial record field")
         if isinstance(value, Outcome):
             value = value.value
-        trial.set_user_attr(_STORED.get(key, key), value)
+        if key in _SYSTEM:
+            trial.storage.set_trial_system_attr(trial._trial_id, _SYSTEM[key], value)
+        else:
+            trial.set_user_attr(_STORED.get(key, key), value)
 
 
 def enqueue_attrs(**fields: Any) -> dict[str, Any]:
     """Record fields as the user_attrs of `study.enqueue_trial` (the baseline mark, a retry's origin)."""
     return {_STORED.get(k, k): (v.value if isinstance(v, Outcome) else v) for k, v in fields.items()}
+
+
+# ------------------------------------------------------------------------- constraints and artifacts
+
+HEADER_START = "# nas export-best"  # first words of the provenance header (nas.export.header)
+CONSTRAINTS_ATTR = "constraints"  # trial system attr: the list of constraint values optuna-dashboard reads
+
+
+def set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
+    """Record a candidate's budget violations (> 0: over) on a running trial, feasible ones too.
+
+    Samplers read the named constraints (`trial.set_constraint`); optuna-dashboard reads only the system attr
+    `constraints` as a list, so both are written, before the trial is told.
+    """
+    values = {k: float(v) for k, v in violations.items()}
+    for key, value in values.items():
+        trial.set_constraint(key, value)
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, list(values.values()))
+
+
+def write_history(trial: optuna.Trial, history: list[dict], store: FileSystemArtifactStore | None) -> None:
+    """Keep a trial's per-epoch records as the artifact `history-trial<N>.json` (the user attr when the
+    artifact store cannot take it, so nothing is lost)."""
+    import json
+
+    from nas.storage import HISTORY_ARTIFACT, upload_text
+
+    if store is not None:
+        try:
+            upload_text(trial.study, trial, HISTORY_ARTIFACT.format(number=trial.number), json.dumps(history),
+                        store, "application/json")
+            return
+        except OSError:
+            pass
+    write(trial, history=history)
+
+
+def write_model_yaml(trial: optuna.Trial, text: str, store: FileSystemArtifactStore, params: int,
+                     gflops: float) -> None:
+    """Upload a trial's rendered model YAML as `model-trial<N>.yaml`, headed like `nas export-best` output
+    (the `model_yaml` user attr when the artifact store cannot take it, so a scored model is never lost)."""
+    from pathlib import Path
+
+    from nas.export import header
+    from nas.storage import MODEL_YAML_ARTIFACT, save_model_yaml
+
+    name = MODEL_YAML_ARTIFACT.format(number=trial.number)
+    try:
+        head = header(trial.study, trial, params, gflops, Path(name))
+    except Exception:  # noqa: BLE001 - a study without nas attrs: the YAML alone still rebuilds the model
+        head = ""
+    try:
+        save_model_yaml(trial.study, trial, head + text, store)
+    except OSError:
+        write(trial, model_yaml=text)
+
+
+def read_history(study: optuna.Study, t: FrozenTrial, store: FileSystemArtifactStore | None) -> list[dict]:
+    """A trial's per-epoch records: its history artifact, else the `history` user attr (studies made before
+    the artifact), else those of the trial whose score it reused; [] when none is readable."""
+    import json
+
+    from nas.storage import HISTORY_ARTIFACT, read_text
+
+    seen: set[int] = set()
+    while t.number not in seen:
+        seen.add(t.number)
+        if store is not None:
+            text = read_text(study, t, HISTORY_ARTIFACT.format(number=t.number), store)
+            try:
+                history = json.loads(text) if text else None
+            except ValueError:
+                history = None
+            if isinstance(history, list):
+                return history
+        r = read(t)
+        if r.history or r.reused_from is None:
+            return r.history
+        twins = [u for u in study.get_trials(deepcopy=False) if u.number == r.reused_from]
+        if not twins:
+            return []
+        t = twins[0]
+    return []
+
+
+def read_model_yaml(study: optuna.Study, t: FrozenTrial, store: FileSystemArtifactStore | None) -> str | None:
+    """A trial's rendered model YAML without its provenance header: its `model-trial<N>.yaml` artifact, else
+    the `model_yaml` user attr (studies made before the artifact); None when neither is readable."""
+    from nas.storage import read_model_yaml as read_artifact
+
+    text = read_artifact(study, t, store) if store is not None else None
+    if text and text.startswith(HEADER_START):  # written by the search: drop the header (the YAML starts `nc:`)
+        lines = text.splitlines(keepends=True)
+        while lines and lines[0].startswith("#"):
+            lines.pop(0)
+        text = "".join(lines)
+    if text and text.strip():
+        return text
+    old = read(t).model_yaml
+    return old if old and old.strip() else None
+
+
+def missing_artifact(study: optuna.Study, t: FrozenTrial, what: str, store: FileSystemArtifactStore | None) -> str:
+    """The message for a trial whose artifact is not here: where it was looked for and how to get it."""
+    from nas.storage import store_folder
+
+    host = read(t).host
+    where = f"the artifact folder {store_folder(store)}" if store is not None else "no artifact folder here"
+    ran = f" (trial {t.number} ran on {host})" if host else ""
+    return (f"trial {t.number} of study {study.study_name!r} has no stored {what} readable here: {where}{ran}; "
+            f"artifacts stay "
+            f"on the machine that ran the search: run this command there, or copy its artifact folder here "
+            f"(see `nas dashboard --artifact-dir`)")
 
 
 # ------------------------------------------------------------------------------------------- study
@@ -236,8 +366,9 @@ def study_attrs(record: StudyRecord) -> dict[str, Any]:
     return out
 
 
-__all__ = ["INTERRUPTED", "CandidateFailed", "Outcome", "StudyRecord", "TrialRecord", "enqueue_attrs", "read",
-           "read_study", "study_attrs", "write"]
+__all__ = ["CONSTRAINTS_ATTR", "INTERRUPTED", "CandidateFailed", "Outcome", "StudyRecord", "TrialRecord",
+           "enqueue_attrs", "missing_artifact", "read", "read_history", "read_model_yaml", "read_study",
+           "set_constraints", "study_attrs", "write", "write_history", "write_model_yaml"]
 
 
 # ------------------------------------------------------------------------------------------ choices

@@ -36,8 +36,11 @@ from nas.record import (
     enqueue_attrs,
     read,
     read_study,
+    set_constraints,
     study_attrs,
     write,
+    write_history,
+    write_model_yaml,
 )
 from nas.samplers import check_sampler, make_sampler
 
@@ -153,7 +156,6 @@ class Objective:
     def _run(self, trial) -> tuple[float, float]:
         from nas.gate import gate
         from nas.space import model_hash, sample, to_yaml
-        from nas.storage import save_model_yaml
         from nas.train import train_and_evaluate
 
         space, opts = self.space, self.opts
@@ -164,8 +166,7 @@ class Objective:
         is_baseline = read(trial).baseline  # set when enqueued first
         write(trial, choices=short, arch=arch.to_dict(), gflops=round(gflops, 6), params=params, seed=opts.seed,
               baseline=is_baseline)
-        for key, value in opts.budget.violations(gflops, params).items():
-            trial.set_constraint(key, value)
+        set_constraints(trial, opts.budget.violations(gflops, params))  # samplers and optuna-dashboard read them
         if self.progress.trial_start:
             self.progress.trial_start(trial.number, short, gflops)
 
@@ -179,7 +180,7 @@ class Objective:
         write(trial, model_hash=mhash)
         twin = self._scored_twin(trial.study, mhash, trial.number)
         if twin is not None:
-            write(trial, **{k: getattr(twin, k) for k in ("fitness", "mAP50", "mAP50_95", "history", "wall_time")
+            write(trial, **{k: getattr(twin, k) for k in ("fitness", "mAP50", "mAP50_95", "wall_time")
                             if getattr(twin, k) not in (None, [])}, reused_from=twin.number)
             self._end(trial, Outcome.REUSED)
             return float(twin.fitness), gflops
@@ -188,9 +189,6 @@ class Objective:
             trial.study.stop()
             raise _no_slot(f"--trials {opts.trials}: other workers trained the last candidates")
         text = to_yaml(cfg)
-        write(trial, model_yaml=text)
-        _safe(lambda: save_model_yaml(trial.study, trial, text, self.store))
-
         stopper = self.stop_rule(trial, gflops)
 
         def on_epoch(record: dict) -> bool:
@@ -207,12 +205,15 @@ class Objective:
                                     batch_callback=self.progress.batch_end, precision=opts.precision,
                                     eval_epochs=self.eval_epochs())
         history = [_round_record(r) for r in result.history]
-        write(trial, history=history, wall_time=round(result.wall_time, 3))
+        write(trial, wall_time=round(result.wall_time, 3))
+        write_history(trial, history, self.store)
         if result.status == Outcome.FAILED:
             write(trial, fail_reason=result.reason)
+            _safe(lambda: write_model_yaml(trial, text, self.store, params, gflops))
             self._end(trial, Outcome.FAILED)
             raise CandidateFailed(result.reason)
         write(trial, fitness=float(result.fitness), mAP50=float(result.mAP50), mAP50_95=float(result.mAP50_95))
+        write_model_yaml(trial, text, self.store, params, gflops)  # headed by the scores, as export-best writes it
         self._end(trial, Outcome.STOPPED if result.status == Outcome.STOPPED else Outcome.TRAINED)
         if not math.isfinite(result.fitness):
             raise CandidateFailed("non-finite fitness")

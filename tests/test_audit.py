@@ -181,18 +181,27 @@ def test_audit_end_to_end_resumes_without_redoing_runs(workdir):
     assert doc["ran"] == 4 and doc["finished"] and doc["n"] == 3 and doc["stored"]
     done = {t.user_attrs["job"]: t.user_attrs["wall_time"] for t in aux_trials() if t.state == TrialState.COMPLETE}
     assert len(done) == 6 and all(done[k] == v for k, v in first.items())  # the first two were not redone
-    for t in aux_trials():
-        assert len(t.user_attrs["history"]) == t.user_attrs["epochs"] and "loss" in t.user_attrs["history"][0]
+    for t in aux_trials():  # the history stays in the storage, out of the dashboard's table
+        history = t.system_attrs["nas:history"]
+        assert len(history) == t.user_attrs["epochs"] and "loss" in history[0]
+        assert all(len(json.dumps(v)) <= 200 for v in t.user_attrs.values()), t.user_attrs
     assert set(doc["correlations"]) >= {"proxy", "GFLOPs", "params", "loss sum", "mean of seeds"}
     assert (workdir / "audit.png").stat().st_size > 1000
     study = optuna.load_study(study_name="space", storage=STORAGE)
     summary = audit_summary(study)
     assert summary.n_candidates == 3 and summary.reference_epochs == 2 and summary.verdict == doc["verdict"]
     assert summary.noise == pytest.approx(2 * doc["noise_sd"]) and summary.tau == doc["correlations"]["proxy"]["tau"]
+    import optuna_dashboard
+
+    note = optuna_dashboard.get_note(study)  # the dashboard shows the audit: note, plot and report
+    assert summary.verdict in note and "Kendall τ" in note and "![" in note
+    arts = optuna.artifacts.get_all_artifact_meta(study, storage=study._storage)
+    assert sorted(m.filename for m in arts) == ["audit.json", "audit.png"]
     values = [t.values for t in study.get_trials()]
     r = audit("--candidates", "3", "--seeds", "1")  # all done: nothing runs, the table is printed
     assert r.exit_code == 0 and "6/6 runs finished (0 now" in r.output and "verdict" in r.output
     assert [t.values for t in study.get_trials()] == values  # search trials never touched
+    assert len(optuna.artifacts.get_all_artifact_meta(study, storage=study._storage)) == 2  # not uploaded again
     r = CliRunner().invoke(main, ["pareto", "--json"])  # the audit's runs do not hide the only searched study
     assert r.exit_code == 0 and json.loads(r.stdout)["study"] == "space", r.output
 

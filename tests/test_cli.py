@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -118,3 +119,116 @@ def test_results_commands_refuse_a_study_nas_did_not_make(tmp_path, monkeypatch)
         line = _one_error_line(run(*cmd, "--storage", url))
         assert "'other'" in line and "not made by `nas search`" in line, line
     assert not (tmp_path / "x.yaml").exists()
+
+
+# ------------------------------------------------------------------------------------------ live panel
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _scripted(sizes, epochs=4, per_gflop=1.5, steps=4, rejected_after=None):
+    """Run TimeLeft over a scripted search (epoch time = per_gflop x GFLOPs); the estimate at every step."""
+    from nas.live import TimeLeft
+
+    clock = _Clock()
+    est = TimeLeft(trials=len(sizes), epochs=epochs, clock=clock)
+    out = []  # (trial index, seconds left or None)
+    for i, g in enumerate(sizes):
+        est.trial_start(g)
+        for _ in range(epochs):
+            for _ in range(steps):
+                clock.now += per_gflop * g / steps
+                out.append((i, est.seconds(trained=i)))
+            est.epoch_end()
+        est.trial_end(trained=True)
+        clock.now += 0.2  # counting and building the next candidate
+        if rejected_after == i:  # an over-budget candidate: never started, nothing changes
+            out.append((-1, est.seconds(trained=i + 1)))
+    out.append((len(sizes), est.seconds(trained=len(sizes))))
+    return out, clock.now
+
+
+def test_time_left_counts_down_on_a_scripted_search():
+    out, total = _scripted([2.0, 2.0, 2.0], rejected_after=0)
+    assert all(v is None for _, v in out[:3])  # nothing timed before the first epoch ends
+    values = [v for _, v in out if v is not None]
+    assert all(b <= a for a, b in zip(values, values[1:], strict=False)) and values[-1] == 0
+    for trial in range(3):  # while a candidate trains the estimate never holds still
+        inside = [v for i, v in out if i == trial and v is not None]
+        assert all(b < a for a, b in zip(inside, inside[1:], strict=False)), (trial, inside)
+    first_at = 1.5 * 2.0 * 5 / 4  # the first estimate comes after one epoch and a quarter
+    assert values[0] == pytest.approx(total - first_at, abs=1.0)  # the true time left, less the short gaps
+
+
+def test_time_left_follows_candidate_size():
+    out, _ = _scripted([1.0, 3.0, 2.0])
+    for trial in range(3):  # within a trial the clock only runs down; sizes change it only at a trial start
+        values = [v for i, v in out if i == trial and v is not None]
+        assert all(b < a for a, b in zip(values, values[1:], strict=False)), (trial, values)
+
+
+def test_plain_lines_show_proxy_epochs_and_the_rejected_size():
+    import io
+
+    import optuna
+    from rich.console import Console
+
+    from nas.budget import Budget
+    from nas.live import Display
+    from nas.record import TrialRecord
+    from nas.search import SearchOptions
+
+    buf = io.StringIO()
+    opts = SearchOptions(space="neck", budget=Budget(gflops=10.0), trials=2, epochs=2, imgsz=64, batch=4)
+    display = Display(Console(file=buf, width=200), opts, optuna.create_study(study_name="s", directions=[
+        "maximize", "minimize"]), "sqlite:///studies/nas.db")
+    with display.live():
+        display.trial_start(0, {"width": "0.25", "P5": "SGE(groups=8)"}, 4.5)
+        display.epoch_end(0, {"epoch": 1, "loss": 5.25})
+        display.epoch_end(0, {"epoch": 2, "loss": 4.5, "mAP50": 0.1, "mAP50-95": 0.05, "fitness": 0.055})
+        display.trial_end(0, "trained", TrialRecord(number=0, fitness=0.055))
+        display.trial_start(1, {"width": "0.5", "P5": "none"}, 16.4)
+        display.trial_end(1, "rejected", TrialRecord(number=1, gflops=16.4))
+    text = buf.getvalue()
+    assert "synthetic (256 train / 64 val images), 2 epochs, imgsz 64, batch 4" in text
+    assert "epoch 1/2: loss 5.2500\n" in text  # an epoch without a score shows no made-up mAP
+    assert "epoch 2/2: loss 4.5000 mAP50 0.1000 mAP50-95 0.0500 fitness 0.0550" in text
+    assert "trial 1: width=0.5 P5=none -> rejected (16.40 GFLOPs, budget <= 10 GFLOPs: never trained)" in text
+    assert "left" in text.splitlines()[-3] and "after the first" not in text.splitlines()[-3]  # once timed
+
+
+# ------------------------------------------------------------------------------------------------ help
+
+WORKFLOW = ["profile", "blocks", "space", "evaluate", "search", "audit", "pareto", "export-best", "dashboard"]
+
+
+def test_help_lists_commands_in_workflow_order_with_whole_descriptions():
+    out = run("--help").output
+    section = out.split("Commands:")[1]
+    listed = [line.split()[0] for line in section.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert listed == WORKFLOW
+    assert "..." not in section  # click would cut a long description short
+
+
+def test_every_command_has_an_example_and_shared_options_read_the_same():
+    import re
+
+    option_lines: dict[str, set[str]] = {"--storage": set(), "--device": set()}
+    for name in WORKFLOW:
+        r = CliRunner().invoke(main, [name, "--help"], terminal_width=200)
+        assert r.exit_code == 0, name
+        assert "Example" in r.output, f"nas {name} --help has no example"
+        for option in option_lines:
+            found = re.search(rf"^\s+({option} \S+)\s+(.*)$", r.output, flags=re.M)
+            if found:
+                option_lines[option].add(f"{found.group(1)} {found.group(2)}")
+    assert len(option_lines["--storage"]) == 1 and next(iter(option_lines["--storage"])).startswith("--storage URL")
+    assert len(option_lines["--device"]) == 1 and "cuda:N" in next(iter(option_lines["--device"]))
+    sampler = CliRunner().invoke(main, ["search", "--help"], terminal_width=200).output
+    assert all(f"{name} =" in sampler for name in ("tpe", "nsga2", "gp", "random"))  # each choice described

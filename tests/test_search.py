@@ -20,8 +20,10 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from nas import storage as S
 from nas.cli import main
 from nas.data import SyntheticConfig, synthetic_dataset
+from nas.record import read, read_history, read_model_yaml
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -69,19 +71,24 @@ def test_end_to_end_records_and_resume(workdir, tiny_data):
     assert study.metric_names == ["fitness", "GFLOPs"]
     assert study.user_attrs["budget"] == {"gflops": 10.0, "params": None}
     trials = study.get_trials()
+    store = S.existing_store(None)
     base = trials[0]
     assert base.user_attrs["baseline"] is True and base.user_attrs["choices"] == {"P5": "none"}
     trained = [t for t in trials if t.user_attrs.get("outcome") == "trained"]
     assert len(trained) == 3
     for t in trained:
         a = t.user_attrs
-        for key in ("choices", "arch", "model_hash", "model_yaml", "gflops", "params", "fitness", "mAP50",
-                    "mAP50-95", "history", "wall_time", "seed"):
+        for key in ("choices", "model_hash", "gflops", "params", "fitness", "mAP50",
+                    "mAP50-95", "wall_time", "seed"):
             assert key in a, key
+        assert read(t).arch["choices"]["P5"]["block"] == t.params["P5.block"]  # a system attr: no table column
+        assert "model_yaml" not in a and "history" not in a  # artifacts: the dashboard's table stays readable
         assert t.values == [pytest.approx(a["fitness"]), pytest.approx(a["gflops"])]
-        assert len(a["history"]) == 1 and a["history"][0]["epoch"] == 1
+        history = read_history(study, t, store)
+        assert len(history) == 1 and history[0]["epoch"] == 1
         assert t.constraints["gflops"] == pytest.approx(a["gflops"] - 10.0)
-        assert yaml.safe_load(a["model_yaml"])["head"][-1][2] == "Detect"
+        assert t.system_attrs["constraints"] == [pytest.approx(a["gflops"] - 10.0)]  # what optuna-dashboard reads
+        assert yaml.safe_load(read_model_yaml(study, t, store))["head"][-1][2] == "Detect"
     for t in trials:
         if t.user_attrs.get("outcome") == "rejected":
             assert t.user_attrs["over_budget"] and t.constraints["gflops"] > 0 and t.values[0] == 0.0
@@ -137,7 +144,7 @@ def test_duplicate_architecture_reuses_the_score(workdir, tiny_data):
         assert src.user_attrs["outcome"] == "trained"
         assert t.user_attrs["model_hash"] == src.user_attrs["model_hash"]
         assert t.values[0] == src.values[0]
-        assert "model_yaml" not in t.user_attrs  # not trained again
+        assert not [m for m in optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)]  # not trained again
 
 
 def test_failing_candidate_is_recorded_and_search_goes_on(workdir, tiny_data, monkeypatch):
@@ -437,7 +444,7 @@ def test_killed_search_resumes_without_losing_trials(workdir, tiny_data, how):
     _wait_for(lambda: (workdir / "holding").exists())
     trials = load(storage).get_trials()
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    assert len(running) == 1 and "model_yaml" in running[0].user_attrs  # held in training
+    assert len(running) == 1 and running[0].user_attrs.get("claimed")  # held in training
     victim = running[0].number
     done_numbers = {t.number for t in trials if t.state == TrialState.COMPLETE}
     trained = len([t for t in trials if t.user_attrs.get("outcome") == "trained"])

@@ -72,27 +72,37 @@ def spread(points: list[tuple[float, float]], k: int, required: list[int] | None
     return sorted(farthest(start, list(range(n)), k))
 
 
-def study_candidates(study, scored: list) -> list[Candidate]:
-    """Every distinct scored trial of a study as a Candidate (one per model hash, lowest trial number)."""
+def study_candidates(study, scored: list, store=None) -> tuple[list[Candidate], int]:
+    """Every distinct scored trial of a study as a Candidate (one per model hash, lowest trial number), and how
+    many scored trials were left out because their model YAML is not readable here (artifacts elsewhere)."""
+    from nas.record import read, read_history, read_model_yaml
+
     seen: dict[str, Candidate] = {}
-    for t in sorted(scored, key=lambda t: (t.user_attrs.get("outcome") != "trained", t.number)):
-        a = t.user_attrs
-        text = a.get("model_yaml")
-        if not text or "fitness" not in a:
+    missing = 0
+    records = {t.number: read(t) for t in scored}
+    for t in sorted(scored, key=lambda t: (records[t.number].outcome != "trained", t.number)):
+        r = records[t.number]
+        if r.fitness is None:
             continue
-        mhash = a.get("model_hash") or hashlib.sha256(text.encode()).hexdigest()
+        if r.model_hash in seen:
+            continue
+        text = read_model_yaml(study, t, store)
+        if not text:
+            missing += 1
+            continue
+        mhash = r.model_hash or hashlib.sha256(text.encode()).hexdigest()
         if mhash in seen:
             continue
-        history = a.get("history", [])  # scored at every epoch: a search with rungs scores only at the rungs
-        full = a.get("outcome") == "trained" and not a.get("stopped_early") and \
-            all("fitness" in h for h in history)
-        run0 = {"fitness": float(a["fitness"]), "history": a.get("history", []), "seed": a.get("seed"),
-                "wall_time": a.get("wall_time")} if full else None
-        seen[mhash] = Candidate(key=f"trial{t.number}", label=f"#{t.number}", gflops=float(a.get("gflops", 0.0)),
-                                params=int(a.get("params", 0)), model_yaml=text, trial=t.number,
-                                baseline=a.get("baseline") is True,
-                                fitness=float(a["fitness"]), run0=run0)
-    return sorted(seen.values(), key=lambda c: c.trial)
+        full = r.outcome == "trained" and not r.stopped_early
+        history = read_history(study, t, store) if full else []
+        # a search with rungs scores only at the rungs: without a fitness at every epoch (or without the
+        # history at all, its artifact being elsewhere) the audit reruns the seed-0 proxy
+        run0 = {"fitness": r.fitness, "history": history, "seed": r.seed, "wall_time": r.wall_time} \
+            if full and history and all("fitness" in h for h in history) else None
+        seen[mhash] = Candidate(key=f"trial{t.number}", label=f"#{t.number}", gflops=float(r.gflops or 0.0),
+                                params=int(r.params or 0), model_yaml=text, trial=t.number, baseline=r.baseline,
+                                fitness=r.fitness, run0=run0)
+    return sorted(seen.values(), key=lambda c: c.trial), missing
 
 
 def select_candidates(cands: list[Candidate], k: int) -> list[Candidate]:

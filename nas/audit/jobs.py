@@ -21,6 +21,10 @@ from nas.audit.links import fail_stale_trials, is_sqlite, resolve_storage, train
 
 AUX_SUFFIX = ".audit"
 INTERRUPTED = "interrupted"
+# Long values stay out of the job trials' user attrs, so optuna-dashboard's table of `<study>.audit` stays readable;
+# they stay in the storage (not in artifacts), where every worker and the report can read them.
+MODEL_ATTR = "nas:model_yaml:{candidate}"  # aux study system attr: the candidate's model YAML
+HISTORY_ATTR = "nas:history"  # job trial system attr: its per-epoch records
 
 
 @dataclass(frozen=True)
@@ -140,15 +144,26 @@ def job_states(aux) -> dict[str, str]:
 def enqueue_missing(aux, jobs: list[Job], model_yaml: dict[str, str], labels: dict[str, str]) -> int:
     """Enqueue the jobs not complete, running, waiting or failed for good; returns how many."""
     states = job_states(aux)
+    stored = aux._storage.get_study_system_attrs(aux._study_id)
     n = 0
     for job in jobs:
         if job.key in states:
             continue
+        key = MODEL_ATTR.format(candidate=job.candidate)
+        if stored.get(key) != model_yaml[job.candidate]:
+            aux._storage.set_study_system_attr(aux._study_id, key, model_yaml[job.candidate])
+            stored[key] = model_yaml[job.candidate]
         aux.enqueue_trial({}, user_attrs={"job": job.key, "candidate": job.candidate, "label": labels[job.candidate],
-                                          "kind": job.kind, "epochs": job.epochs, "seed": job.seed,
-                                          "model_yaml": model_yaml[job.candidate]}, skip_if_exists=False)
+                                          "kind": job.kind, "epochs": job.epochs, "seed": job.seed},
+                          skip_if_exists=False)
         n += 1
     return n
+
+
+def job_model_yaml(aux, job: dict) -> str:
+    """The model YAML a job trains (jobs queued by earlier versions carry it in their user attrs)."""
+    stored = aux._storage.get_study_system_attrs(aux._study_id)
+    return job.get("model_yaml") or stored[MODEL_ATTR.format(candidate=job["candidate"])]
 
 
 def completed_runs(aux) -> dict[str, dict]:
@@ -160,6 +175,7 @@ def completed_runs(aux) -> dict[str, dict]:
         key = t.user_attrs.get("job")
         if key and key not in out and "fitness" in t.user_attrs:
             out[key] = dict(t.user_attrs)
+            out[key].setdefault("history", t.system_attrs.get(HISTORY_ATTR, []))  # older audits: a user attr
     return out
 
 
@@ -207,7 +223,7 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
             hooks.job_start(attrs)
         try:
             with trial_heartbeat(trial):
-                run = train_job(attrs["model_yaml"], data, epochs=int(attrs["epochs"]), imgsz=imgsz, batch=batch,
+                run = train_job(job_model_yaml(aux, attrs), data, epochs=int(attrs["epochs"]), imgsz=imgsz, batch=batch,
                                 seed=int(attrs["seed"]), device=device,
                                 epoch_end=_bind(hooks.epoch_end, attrs),
                                 batch_end=hooks.batch_end)
@@ -219,8 +235,9 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
             aux.tell(trial, state=TrialState.FAIL)  # no fail_reason: queued again on the next start
             raise
         run.pop("seed", None)
+        trial.storage.set_trial_system_attr(trial._trial_id, HISTORY_ATTR, run["history"])
         for k, v in run.items():
-            if k != "status":
+            if k not in ("status", "history"):
                 trial.set_user_attr(k, v)
         if run["status"] == "failed" or not math.isfinite(run["fitness"]):
             trial.set_user_attr("fail_reason", run["reason"] or "non-finite fitness")

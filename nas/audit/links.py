@@ -10,19 +10,24 @@ from typing import Any
 from nas.device import parse_device as check_device
 from nas.errors import NasError
 from nas.storage import (
+    artifact_store,
+    existing_store,
     fail_stale_trials,
     is_sqlite,
     load_nas_study,
     load_study,
     mask_url,
     resolve_storage,
+    store_folder,
     study_names,
     trial_heartbeat,
+    upload_text,
 )
 
-__all__ = ["NasError", "build_data", "check_device", "count_cost", "fail_stale_trials", "is_sqlite", "load_model_cfg",
-           "load_nas_study", "load_study", "mask_url", "resolve_storage", "study_names", "train", "trial_heartbeat",
-           "trainer_accepts"]
+__all__ = ["NasError", "artifact_store", "build_data", "check_device", "count_cost", "existing_store",
+           "fail_stale_trials", "is_sqlite", "load_model_cfg", "load_nas_study", "load_study", "mask_url",
+           "resolve_storage", "store_folder", "study_names", "train", "trainer_accepts", "trial_heartbeat",
+           "upload_text"]
 
 
 def train(cfg: dict, **kwargs: Any):

@@ -18,7 +18,19 @@ from nas.audit.jobs import (
     recover_dead,
     work,
 )
-from nas.audit.links import NasError, build_data, check_device, load_nas_study, load_study, mask_url, study_names
+from nas.audit.links import (
+    NasError,
+    artifact_store,
+    build_data,
+    check_device,
+    existing_store,
+    load_nas_study,
+    load_study,
+    mask_url,
+    store_folder,
+    study_names,
+    upload_text,
+)
 from nas.audit.report import AuditReport, AuditSummary, CandidateRuns, build_report
 
 SUMMARY_ATTR = "audit"  # study user attr holding the AuditSummary of the last finished audit
@@ -69,8 +81,9 @@ def scored(study) -> list:
     """COMPLETE trials trained to the end or stopped early (the ones with a fitness)."""
     from optuna.trial import TrialState
 
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("outcome") in ("trained", "stopped")]
+    from nas.record import read
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if read(t).scored]
 
 
 def prepare(opts: AuditOptions) -> Plan:
@@ -99,11 +112,14 @@ def prepare(opts: AuditOptions) -> Plan:
     if opts.models:
         cands = model_candidates(list(opts.models), data.nc, study.user_attrs.get("imgsz", proxy["imgsz"]))
     else:
-        pool = study_candidates(study, scored(study))
+        store = existing_store(opts.storage)
+        pool, missing = study_candidates(study, scored(study), store)
         if len(pool) < MIN_CANDIDATES:
-            raise NasError(f"study {study.study_name!r} has {len(pool)} distinct scored trial(s); an audit ranks at "
-                           f"least {MIN_CANDIDATES}: search more (nas search ... --trials {MIN_CANDIDATES + 2}) "
-                           f"or audit named models with --models yolov5n yolov5s yolov5m")
+            away = (f" ({missing} more have no model YAML in the artifact folder {store_folder(store)}: audit on "
+                    f"the machine that ran the search, or copy its artifact folder here)") if missing else ""
+            raise NasError(f"study {study.study_name!r} has {len(pool)} distinct scored trial(s){away}; an audit "
+                           f"ranks at least {MIN_CANDIDATES}: search more (nas search ... --trials "
+                           f"{MIN_CANDIDATES + 2}) or audit named models with --models yolov5n yolov5s yolov5m")
         cands = _stored_selection(opts, study, pool) or select_candidates(pool, opts.candidates)
     jobs = plan_jobs(cands, epochs, ref_epochs, int(proxy.get("seed", 0)), opts.seeds)
     return Plan(study, opts.storage, proxy, data, cands, jobs, ref_epochs, opts.seeds)
@@ -161,10 +177,59 @@ def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan |
     stored = False
     if report.finished and report.n >= MIN_CANDIDATES:
         summary = AuditSummary.from_report(report)
+        before = AuditSummary.from_attr(study.user_attrs.get(SUMMARY_ATTR))
         study.set_user_attr(SUMMARY_ATTR, summary.to_attr())
         aux.set_user_attr("summary", summary.to_attr())
         stored = True
+        if before is None or {**before.to_attr(), "finished_at": ""} != {**summary.to_attr(), "finished_at": ""}:
+            try:
+                publish(study, report, plan.storage)  # once per new result, not on every rerun
+            except (OSError, NasError):
+                pass  # the dashboard view is a convenience: the summary above is stored all the same
     return AuditResult(report, ran, recovered, aux.study_name, mask_url(plan.storage), stored)
+
+
+def note_markdown(r: AuditReport, plot_url: str | None = None) -> str:
+    """The audit as a markdown study note for optuna-dashboard: verdict, rank agreement, seed noise, the plot."""
+    import math
+
+    def num(v: float, fmt: str = ".2f") -> str:
+        return format(v, fmt) if isinstance(v, float) and math.isfinite(v) else "-"
+
+    lines = [f"## Proxy audit: {r.proxy_epochs}-epoch proxy against a {r.reference_epochs}-epoch reference", "",
+             f"**Verdict:** {r.verdict}", "",
+             f"{r.n} candidates, {r.seeds} extra proxy seed(s) each; {r.jobs_done}/{r.jobs_total} runs "
+             f"(`nas audit` stores them in the study `{r.study}{AUX_SUFFIX}`).", "",
+             "| score | Kendall τ | τ 95% interval | Spearman ρ |", "|---|---|---|---|"]
+    for name in ("proxy", "mean of seeds", "last epoch", "loss sum", "GFLOPs", "params"):
+        c = r.correlations.get(name)
+        if c is not None:
+            lines.append(f"| {name} | {num(c.tau)} | [{num(c.tau_low)}, {num(c.tau_high)}] | {num(c.rho)} |")
+    lines += ["", f"Seed noise: fitness sd {num(r.noise_sd, '.4f')}, so differences below "
+                  f"{num(2 * r.noise_sd, '.4f')} are ties; seed-against-seed τ {num(r.seed_tau)}.",
+              f"The ranking has formed by proxy epoch {r.formed_epoch if r.formed_epoch else '-'}."]
+    if plot_url:
+        lines += ["", f"![proxy against reference, τ per proxy epoch]({plot_url})"]
+    return "\n".join(lines) + "\n"
+
+
+def publish(study, report: AuditReport, storage: str | None) -> None:
+    """Show a finished audit in optuna-dashboard: the plot and the JSON report as study artifacts
+    (`audit.png`, `audit.json`), and a study note with the verdict, the main numbers and the plot."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import optuna_dashboard
+
+    from nas.audit.report import plot
+
+    store = artifact_store(storage)
+    with tempfile.TemporaryDirectory(prefix="nas-audit-") as tmp:
+        png = plot(report, Path(tmp) / "audit.png").read_bytes()
+    png_id = upload_text(study, study, "audit.png", png, store, "image/png")
+    upload_text(study, study, "audit.json", json.dumps(report.to_json(), indent=1), store, "application/json")
+    optuna_dashboard.save_note(study, note_markdown(report, f"/artifacts/{study._study_id}/{png_id}"))
 
 
 def report_of(plan: Plan, aux, n_boot: int = 1000) -> AuditReport:

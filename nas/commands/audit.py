@@ -9,11 +9,12 @@ import time
 
 import click
 
+from nas.commands._options import DEVICE_HELP, STORAGE_HELP, STUDY_HELP
+
 
 @click.command("audit")
-@click.option("--study", "study_name", default=None,
-              help="Study name [default: the only searched study in the storage].")
-@click.option("--storage", default=None, metavar="URL", help="Storage URL [default: sqlite:///studies/nas.db].")
+@click.option("--study", "study_name", default=None, help=STUDY_HELP)
+@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
 @click.option("--candidates", default=12, show_default=True, type=int,
               help="How many scored trials to audit, spread over fitness and GFLOPs (baseline and front included).")
 @click.option("--reference-epochs", default=None, type=int, metavar="E",
@@ -23,17 +24,19 @@ import click
               help="Audit these models instead of trials (built-in names or YAMLs); repeat or list after one flag.")
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Draw proxy vs reference and τ per epoch.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
 @click.option("--max-jobs", default=None, type=int, metavar="N",
               help="Run at most N training jobs now (0: only report); the same command continues later.")
 @click.argument("more_models", nargs=-1, metavar="")
 def command(study_name, storage, candidates, reference_epochs, seeds, models, plot_path, as_json, device, max_jobs,
             more_models) -> None:
-    """Train a spread of the study's candidates longer (the reference) and at more seeds, and report how well
+    """Measure how well the search's short proxy ranks candidates, against longer training.
+
+    Trains a spread of the study's candidates longer (the reference) and at more seeds, and reports how well
     the proxy's ranking agrees: Kendall τ and Spearman ρ with bootstrap intervals, against GFLOPs alone and other
     scores, τ per proxy epoch, seed noise and a verdict. Every run is stored as it finishes (in the study
     `<study>.audit` of the same storage): the same command resumes, and several workers on a server or journal
-    storage share the runs.
+    storage share the runs. A finished audit also shows in `nas dashboard` (study note and artifacts).
 
     \b
     Examples:

@@ -20,7 +20,8 @@ from nas.errors import NasError
     "--imgsz",
     default="40x40",
     show_default=True,
-    help="Feature-map size H or HxW (40x40 is P4 of a 640 image).",
+    metavar="HxW",
+    help="Feature-map size in cells, H or HxW (40x40 is P4 of a 640-pixel image).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list instead of a table.")
 def command(channels: str, imgsz: str, as_json: bool) -> None:
@@ -28,6 +29,10 @@ def command(channels: str, imgsz: str, as_json: bool) -> None:
 
     GFLOPs are 2 x multiply-accumulates of every convolution and matrix product (attention included) at
     the given size, counted on the meta device; a 3x3 YOLOv5 Conv of the same width is the reference.
+
+    \b
+    Example:
+      nas blocks --channels 128 --imgsz 20x20
     """
     from dataclasses import asdict
 

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import click
 
+from nas.commands._options import STORAGE_HELP
+
 
 @click.command("dashboard")
 @click.option("--study", "study_name", default=None, help="Check this study exists and print its page.")
-@click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
+@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
 @click.option(
     "--artifact-dir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Artifact folder (default: <db stem>-artifacts/ beside a SQLite or journal file).",
+    metavar="DIR",
+    help="Artifact folder [default: <db stem>-artifacts/ beside a SQLite or journal file, else studies/artifacts/].",
 )
 def command(
     study_name: str | None, storage: str | None, host: str, port: int, artifact_dir: str | None
 ) -> None:
-    """Browse the studies in a storage with optuna-dashboard (blocks until Ctrl-C)."""
+    """Browse a storage's studies in optuna-dashboard: trials, Pareto front, artifacts, audit note.
+
+    Rejected (over-budget) candidates show as infeasible; each trained trial has its model YAML (headed like
+    export-best output) and per-epoch history as artifacts; a finished `nas audit` adds a study note with its
+    verdict and plot. Serves until Ctrl-C.
+
+    \b
+    Example:
+      nas dashboard --port 8080
+    """
     import optuna_dashboard
 
     from nas.errors import NasError

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from nas.commands._options import DEVICE_HELP
+
 
 @click.command("evaluate")
 @click.argument("model")
@@ -23,11 +25,12 @@ import click
     default=256,
     show_default=True,
     type=click.IntRange(min=32),
-    help="Square training and evaluation size in pixels (a multiple of the model's stride).",
+    metavar="PIXELS",
+    help="Image size in pixels, square, for training and evaluation (a multiple of the model's stride).",
 )
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch size.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, sampling and augmentation.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="Training precision: auto = bf16 + channels_last on CPUs with native bf16, fp16 on CUDA.")
 @click.option(
@@ -55,6 +58,10 @@ def command(
     MODEL is a built-in name (yolov5n, yolov5s, ...), a model YAML, or a YAML written by export-best.
     Without --data it trains on the built-in synthetic dataset (shapes x colours on clutter), generated
     once and cached. The same model, data and seed give the same fitness on the same machine.
+
+    \b
+    Example:
+      nas evaluate best.yaml --data coco8.yaml --epochs 10 --imgsz 256
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

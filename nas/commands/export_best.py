@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from nas.commands._options import STORAGE_HELP, STUDY_HELP
+
 
 @click.command("export-best")
 @click.option(
-    "--study", "study_name", default=None, help="Study name (default: the only study in the storage)."
+    "--study", "study_name", default=None, help=STUDY_HELP
 )
-@click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
+@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
 @click.option("--trial", type=int, default=None, help="Export this trial number (not with --max-gflops or --pick).")
 @click.option(
     "--max-gflops",
@@ -40,12 +42,16 @@ def command(
     stored YAML is rebuilt on the meta device and recounted first: its params must equal the trial's
     exactly and its GFLOPs to 1e-6, or nothing is written. The header also states every choice, the proxy
     settings behind the scores and, once `nas audit` has run, whether the pick ties with other trials.
+
+    \b
+    Example:
+      nas export-best --pick knee --out best.yaml
     """
     from nas.export import export_best
     from nas.storage import artifact_dir, artifact_store, load_nas_study
 
     study = load_nas_study(storage, study_name)
-    folder = artifact_dir(storage)  # the artifact copy is only a fallback for the model_yaml user attr
+    folder = artifact_dir(storage)  # the model YAML artifacts (studies made before them keep a user attr)
     store = artifact_store(storage) if folder.is_dir() else None
     result = export_best(study, out, trial=trial, max_gflops=max_gflops, pick=pick, store=store)
     h, w = result.imgsz

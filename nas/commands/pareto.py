@@ -6,12 +6,14 @@ import json
 
 import click
 
+from nas.commands._options import STORAGE_HELP, STUDY_HELP
+
 
 @click.command("pareto")
 @click.option(
-    "--study", "study_name", default=None, help="Study name (default: the only study in the storage)."
+    "--study", "study_name", default=None, help=STUDY_HELP
 )
-@click.option("--storage", default=None, help="Storage URL (default: sqlite:///studies/nas.db).")
+@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @click.option(
     "--plot",
@@ -35,6 +37,10 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
     (the unmodified base model) and every choice (width, depth, the block at each point). Once `nas audit`
     has measured the seed noise, trials within it of a better one are marked as ties. With no feasible
     trial yet, the candidates closest to the budget are shown instead.
+
+    \b
+    Example:
+      nas pareto --plot pareto.png
     """
     from pathlib import Path
 

@@ -13,7 +13,8 @@ import click
     "--imgsz",
     default="640",
     show_default=True,
-    help="Input size: 640 for square, or HxW such as 640x384 (height x width), multiples of 32.",
+    metavar="PIXELS",
+    help="Input size in pixels: 640 for square, or HxW such as 640x384 (height x width), multiples of 32.",
 )
 @click.option("--nc", type=int, default=None, help="Override the number of classes in the YAML.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
@@ -23,6 +24,11 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
     MODEL is a built-in name (yolov5n, yolov5s, yolov5m, yolov5l, yolov5x) or a YOLOv5 model YAML path,
     attention blocks included. GFLOPs are 2 x multiply-accumulates at the real input size, counted on the
     meta device (no weights are allocated); YOLOv5's own (thop) figure is shown beside it.
+
+    \b
+    Example:
+      nas profile yolov5s --imgsz 640
+      nas profile best.yaml --imgsz 640x384 --json
     """
     from rich.table import Table
 

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
+
 
 @click.command("search")
 @click.option("--space", "space", required=True, metavar="SPACE",
@@ -18,16 +20,17 @@ import click
               help="Stop when the study holds this many trained candidates (rejected and reused ones are free).")
 @click.option("--timeout", default=None, metavar="DURATION", help="Stop after this long: 90s, 30m, 2h, 1h30m.")
 @click.option("--study", "study_name", default=None, help="Study name [default: the space file's stem].")
-@click.option("--storage", default=None, metavar="URL",
-              help="sqlite:///studies/nas.db (default), journal:studies/nas.journal, postgresql://..., mysql://...")
-@click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "gp", "random"]))
+@click.option("--storage", default=None, metavar="URL", help=STORAGE_HELP)
+@click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "gp", "random"]),
+              help=SAMPLER_HELP)
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampler and training seed.")
 @click.option("--data", default=None, metavar="DATA_YAML",
               help="YOLO-format data YAML to score on [default: the built-in synthetic dataset].")
 @click.option("--epochs", default=8, show_default=True, type=click.IntRange(min=1), help="Proxy training epochs.")
-@click.option("--imgsz", default=256, show_default=True, type=int, help="Proxy training image size.")
+@click.option("--imgsz", default=256, show_default=True, type=int, metavar="PIXELS",
+              help="Image size in pixels, square, of the proxy training runs (a multiple of 32).")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Proxy batch size.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Worker processes on this machine sharing the study (needs a journal or server storage).")
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
@@ -49,7 +52,7 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
 
     \b
     Example:
-      nas search --space search_spaces/neck.yaml --budget 10gflops
+      nas search --space neck --budget 10gflops --trials 20
     """
     from nas.budget import parse_budget
     from nas.gate import CostMismatch

@@ -18,6 +18,10 @@ def command(space_path: str, detail: bool, as_json: bool) -> None:
 
     Shows how many distinct architectures the space holds, the GFLOPs and params of the smallest and largest
     ones at the space's imgsz, and what each block adds at each point.
+
+    \b
+    Example:
+      nas space neck --detail
     """
     from dataclasses import asdict
 

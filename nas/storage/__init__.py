@@ -1,7 +1,18 @@
 """Study storage by concern: URLs (urls), opening storages and studies (open), heartbeats and dead trials
 (heartbeat), artifacts beside the study (artifacts)."""
 
-from nas.storage.artifacts import MODEL_YAML_ARTIFACT, artifact_dir, artifact_store, read_model_yaml, save_model_yaml
+from nas.storage.artifacts import (
+    HISTORY_ARTIFACT,
+    MODEL_YAML_ARTIFACT,
+    artifact_dir,
+    artifact_store,
+    existing_store,
+    read_model_yaml,
+    read_text,
+    save_model_yaml,
+    store_folder,
+    upload_text,
+)
 from nas.storage.heartbeat import (
     GRACE_PERIOD,
     HEARTBEAT_ATTR,
@@ -24,10 +35,10 @@ from nas.storage.urls import (
 )
 
 __all__ = [
-    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_ATTR", "HEARTBEAT_INTERVAL", "MODEL_YAML_ARTIFACT", "artifact_dir",
-    "artifact_store", "create_or_resume", "fail_dead_trials", "fail_stale_trials", "is_journal", "is_sqlite",
-    "journal_path",
-    "load_nas_study", "load_study", "mask_url", "normalize_url", "read_model_yaml", "refuse_sqlite_with_workers",
-    "resolve_storage",
-    "save_model_yaml", "sqlite_path", "storage_label", "study_names", "trial_heartbeat",
+    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_ATTR", "HEARTBEAT_INTERVAL", "HISTORY_ARTIFACT",
+    "MODEL_YAML_ARTIFACT", "artifact_dir", "artifact_store", "create_or_resume", "existing_store", "fail_dead_trials",
+    "fail_stale_trials", "is_journal", "is_sqlite", "journal_path", "load_nas_study", "load_study", "mask_url",
+    "normalize_url", "read_model_yaml", "read_text", "refuse_sqlite_with_workers", "resolve_storage",
+    "save_model_yaml", "sqlite_path", "storage_label", "store_folder", "study_names", "trial_heartbeat",
+    "upload_text",
 ]
