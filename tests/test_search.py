@@ -266,7 +266,8 @@ def test_clearly_worse_candidate_stops_at_the_first_rung_and_a_resume_keeps_the_
     study = load()
     base = study.trials[0].user_attrs
     assert base["outcome"] == "trained" and list(base["rungs"]) == ["1"]  # alone at its rung: it went on
-    assert ["fitness" in h for h in base["history"]] == [True, False, True]  # scored at the rung and the end
+    history = read_history(study, study.trials[0], S.existing_store(None))
+    assert ["fitness" in h for h in history] == [True, False, True]  # scored at the rung and the end
     _dominating_rung_records(study)
 
     study.enqueue_trial({"width_multiple": 0.25, "P5.block": "SGE", "P5.SGE.groups": 4})
@@ -275,7 +276,8 @@ def test_clearly_worse_candidate_stops_at_the_first_rung_and_a_resume_keeps_the_
     t = load().get_trials()[3]
     a = t.user_attrs
     assert t.state == TrialState.COMPLETE and a["outcome"] == "stopped" and a["choices"] == {"P5": "SGE(groups=4)"}
-    assert len(a["history"]) == 1 and a["rungs"] == {"1": pytest.approx(a["history"][0]["fitness"], abs=1e-6)}
+    history = read_history(load(), t, S.existing_store(None))
+    assert len(history) == 1 and a["rungs"] == {"1": pytest.approx(history[0]["fitness"], abs=1e-6)}
     stopped = a["stopped_early"]
     assert stopped["epoch"] == 1 and stopped["compared"] == 4 and stopped["kept"] == 2  # baseline, 2 records, it
     assert t.values == [pytest.approx(a["rungs"]["1"]), pytest.approx(a["gflops"])]  # the sampler learns from it
@@ -303,7 +305,8 @@ def test_precision_reaches_the_trainer_and_belongs_to_the_proxy(workdir, tiny_da
     assert seen[0]["precision"] == "bf16" and seen[0]["eval_epochs"] is None
     study = load()
     a = study.trials[0].user_attrs
-    assert all("fitness" in h for h in a["history"]) and "rungs" not in a  # every epoch scored, no rungs
+    history = read_history(study, study.trials[0], S.existing_store(None))
+    assert history and all("fitness" in h for h in history) and "rungs" not in a  # every epoch scored, no rungs
     assert study.user_attrs["proxy"]["precision"] == "bf16"
 
     r = search("--trials", "2", data=tiny_data)  # fp32 scores would not compare with bf16 ones
