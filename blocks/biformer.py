@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks._common import like_input
+from blocks._common import Conv2d, like_input
 from blocks.registry import BlockError, divides, int_in, register
 
 
@@ -75,7 +75,7 @@ class BiFormer(nn.Module):
         self.scale = channels ** -0.5
         self.qkv = nn.Linear(channels, 3 * channels)
         self.wo = nn.Linear(channels, channels)
-        self.lepe = (nn.Conv2d(channels, channels, side_dwconv, padding=side_dwconv // 2, groups=channels)
+        self.lepe = (Conv2d(channels, channels, side_dwconv, padding=side_dwconv // 2, groups=channels)
                      if side_dwconv > 0 else None)
         for m in (self.qkv, self.wo):  # BiFormer._init_weights
             nn.init.trunc_normal_(m.weight, std=0.02)

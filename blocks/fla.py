@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks._common import full_precision, like_input
+from blocks._common import Conv2d, full_precision, like_input
 from blocks.registry import BlockError, divides, int_in, register
 
 #: side of the learned positional-encoding grid: the official sr_ratio=1 setting (PVT stage 4 at 224 px,
@@ -65,7 +65,7 @@ class FLA(nn.Module):
         self.q = nn.Linear(channels, channels, bias=True)
         self.kv = nn.Linear(channels, 2 * channels, bias=True)
         self.proj = nn.Linear(channels, channels)
-        self.dwc = nn.Conv2d(head_dim, head_dim, kernel_size, padding=kernel_size // 2, groups=head_dim)
+        self.dwc = Conv2d(head_dim, head_dim, kernel_size, padding=kernel_size // 2, groups=head_dim)
         self.scale = nn.Parameter(torch.zeros(1, 1, channels))
         self.positional_encoding = nn.Parameter(torch.zeros(1, POS_REF * POS_REF, channels))
         for m in (self.q, self.kv, self.proj):

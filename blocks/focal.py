@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blocks._common import like_input
+from blocks._common import Conv2d, like_input
 from blocks.registry import BlockError, int_in, register
 
 
@@ -58,7 +58,7 @@ class FocalModulation(nn.Module):
         for level in range(focal_level):
             k = focal_factor * level + focal_window
             self.focal_layers.append(nn.Sequential(
-                nn.Conv2d(c1, c1, k, padding=k // 2, groups=c1, bias=False), nn.GELU()))
+                Conv2d(c1, c1, k, padding=k // 2, groups=c1, bias=False), nn.GELU()))
         for m in (self.pre_linear, self.proj):  # FocalNet._init_weights
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blocks._common import Conv2d
 from blocks.registry import BlockError, boolean, is_int, register
 
 #: side of the learned kernel of the parametric global gather (ResNet-50's conv5 map, where GE-θ's
@@ -103,7 +104,7 @@ class GE(nn.Module):
                 layers: list[nn.Module] = []
                 n = int(math.log2(extent))
                 for i in range(n):
-                    conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels, bias=False)
+                    conv = Conv2d(channels, channels, 3, stride=2, padding=1, groups=channels, bias=False)
                     nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
                     layers += [conv, _GatherNorm(channels)]
                     if i < n - 1:
