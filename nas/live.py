@@ -120,9 +120,10 @@ class Display:
         return (f"[bold]{self.study.study_name}[/] in {self.storage} | budget {o.budget.describe()} | "
                 f"sampler {o.sampler}\n{proxy}")
 
-    def trial_start(self, number, choices, gflops) -> None:
+    def trial_start(self, number: int, choices: str, gflops: float) -> None:
+        """A candidate starts: `choices` is its short line (nas.record.describe), width and depth included."""
         self._refresh_counts()  # the previous trial is complete (and on the front) only now
-        parts = " ".join(f"{k}={v}" for k, v in choices.items())
+        parts = choices
         over = self.opts.budget.gflops is not None and gflops > self.opts.budget.gflops
         self.gflops = float(gflops)
         self.current = f"trial {number}: {parts} | {gflops:.2f} GFLOPs" + (" [red](over budget)[/]" if over else "")

@@ -60,6 +60,7 @@ class TrialRecord:
     values: tuple[float, ...] | None = None
     constraints: dict[str, float] = field(default_factory=dict)
     choices: dict[str, str] = field(default_factory=dict)
+    candidate: str | None = None  # every choice in one short line (`describe`): the dashboard table's column
     arch: dict[str, Any] | None = None
     model_hash: str | None = None
     model_yaml: str | None = None
@@ -147,6 +148,7 @@ def read(t: FrozenTrial) -> TrialRecord:
         values=tuple(t.values) if getattr(t, "values", None) else None,
         constraints=_named_constraints(getattr(t, "constraints", None) or {}),
         choices=choices if isinstance(choices, dict) else {},
+        candidate=a.get("candidate") if isinstance(a.get("candidate"), str) else None,
         arch=next((v for v in (a.get("arch"), getattr(t, "system_attrs", {}).get(_SYSTEM["arch"]))
                    if isinstance(v, dict)), None),
         model_hash=a.get("model_hash"),

@@ -33,6 +33,7 @@ from nas.record import (
     Outcome,
     StudyRecord,
     TrialRecord,
+    describe,
     enqueue_attrs,
     read,
     read_study,
@@ -85,7 +86,7 @@ class SearchOptions:
 class Progress:
     """Callbacks a display can hook into; all optional."""
 
-    trial_start: Callable[[int, dict[str, str], float], None] | None = None  # number, choices, GFLOPs
+    trial_start: Callable[[int, str, float], None] | None = None  # number, choices (`describe`), GFLOPs
     epoch_end: Callable[[int, dict], None] | None = None  # number, epoch record
     batch_end: Callable[[int, int, int], None] | None = None  # epoch, batch, batches per epoch
     trial_end: Callable[[int, str, TrialRecord], None] | None = None  # number, outcome, record
@@ -164,11 +165,12 @@ class Objective:
         gflops, params = verdict.gflops, verdict.params
         short = arch.short()
         is_baseline = read(trial).baseline  # set when enqueued first
-        write(trial, choices=short, arch=arch.to_dict(), gflops=round(gflops, 6), params=params, seed=opts.seed,
-              baseline=is_baseline)
+        line = describe(arch, [p.name for p in space.points])
+        write(trial, choices=short, candidate=line, arch=arch.to_dict(), gflops=round(gflops, 6), params=params,
+              seed=opts.seed, baseline=is_baseline)
         set_constraints(trial, opts.budget.violations(gflops, params))  # samplers and optuna-dashboard read them
         if self.progress.trial_start:
-            self.progress.trial_start(trial.number, short, gflops)
+            self.progress.trial_start(trial.number, line, gflops)
 
         if verdict.over_budget:
             write(trial, over_budget=True)

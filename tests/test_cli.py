@@ -189,17 +189,17 @@ def test_plain_lines_show_proxy_epochs_and_the_rejected_size():
     display = Display(Console(file=buf, width=200), opts, optuna.create_study(study_name="s", directions=[
         "maximize", "minimize"]), "sqlite:///studies/nas.db")
     with display.live():
-        display.trial_start(0, {"width": "0.25", "P5": "SGE(groups=8)"}, 4.5)
+        display.trial_start(0, "w0.25 d0.33 P5=SGE(groups=8)", 4.5)
         display.epoch_end(0, {"epoch": 1, "loss": 5.25})
         display.epoch_end(0, {"epoch": 2, "loss": 4.5, "mAP50": 0.1, "mAP50-95": 0.05, "fitness": 0.055})
         display.trial_end(0, "trained", TrialRecord(number=0, fitness=0.055))
-        display.trial_start(1, {"width": "0.5", "P5": "none"}, 16.4)
+        display.trial_start(1, "w0.5 d0.33 (no blocks)", 16.4)
         display.trial_end(1, "rejected", TrialRecord(number=1, gflops=16.4))
     text = buf.getvalue()
     assert "synthetic (256 train / 64 val images), 2 epochs, imgsz 64, batch 4" in text
     assert "epoch 1/2: loss 5.2500\n" in text  # an epoch without a score shows no made-up mAP
     assert "epoch 2/2: loss 4.5000 mAP50 0.1000 mAP50-95 0.0500 fitness 0.0550" in text
-    assert "trial 1: width=0.5 P5=none -> rejected (16.40 GFLOPs, budget <= 10 GFLOPs: never trained)" in text
+    assert "trial 1: w0.5 d0.33 (no blocks) -> rejected (16.40 GFLOPs, budget <= 10 GFLOPs: never trained)" in text
     assert "left" in text.splitlines()[-3] and "after the first" not in text.splitlines()[-3]  # once timed
 
 

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from nas import storage as S
 from nas.cli import main
 from nas.data import SyntheticConfig, synthetic_dataset
-from nas.record import read, read_history, read_model_yaml
+from nas.record import describe, read, read_history, read_model_yaml
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -82,6 +82,8 @@ def test_end_to_end_records_and_resume(workdir, tiny_data):
                     "mAP50-95", "wall_time", "seed"):
             assert key in a, key
         assert read(t).arch["choices"]["P5"]["block"] == t.params["P5.block"]  # a system attr: no table column
+        assert a["candidate"] == describe(read(t))  # every choice, width and depth too, in one short column
+        assert a["candidate"].startswith(f"w{t.params['width_multiple']:g} d")
         assert "model_yaml" not in a and "history" not in a  # artifacts: the dashboard's table stays readable
         assert t.values == [pytest.approx(a["fitness"]), pytest.approx(a["gflops"])]
         history = read_history(study, t, store)
