@@ -75,8 +75,10 @@ EXAMPLES: dict[str, Example] = {
 def run(cmd: str, cwd: Path, env: dict[str, str]) -> tuple[str, float]:
     """Run one README command (a shell line) and return stdout+stderr as the user sees them."""
     start = time.monotonic()
-    proc = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
+    # one stream, unbuffered: stdout and stderr lines in the order a terminal shows them
+    proc = subprocess.run(cmd, shell=True, cwd=cwd, env=dict(env, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout
     if proc.returncode not in (0,):
         print(f"warning: {cmd!r} exited {proc.returncode}", file=sys.stderr)
     return out.rstrip("\n") + "\n", time.monotonic() - start
