@@ -65,7 +65,7 @@ EXAMPLES: dict[str, Example] = {
     "export": Example(["nas export-best --out best.yaml", "cat best.yaml"], head=18, tail=6, needs=["search"]),
     "knee": Example(["nas export-best --pick knee --out knee.yaml"], needs=["search"]),
     # `nas audit` at demo scale: a 2-epoch, 128 px study of 8 candidates, audited against 8-epoch training
-    "audit": Example([f"nas audit {DEMO} --candidates 6 --seeds 1 --plot audit.png"],
+    "audit": Example([f"nas audit {DEMO} --candidates 6 --seeds 1 --plot audit.png"], head=4, tail=31,
                      setup=[f"nas search --space search_spaces/neck.yaml --budget 10gflops {DEMO} --epochs 2 "
                             f"--imgsz 128 --trials 8"]),
     "pareto-noise": Example([f"nas pareto {DEMO}"], needs=["audit"]),
