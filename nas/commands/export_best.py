@@ -48,11 +48,10 @@ def command(
       nas export-best --pick knee --out best.yaml
     """
     from nas.export import export_best
-    from nas.storage import artifact_dir, artifact_store, load_nas_study
+    from nas.storage import existing_store, load_nas_study
 
     study = load_nas_study(storage, study_name)
-    folder = artifact_dir(storage)  # the model YAML artifacts (studies made before them keep a user attr)
-    store = artifact_store(storage) if folder.is_dir() else None
+    store = existing_store(storage)  # the model YAML artifacts (studies made before them keep a user attr)
     result = export_best(study, out, trial=trial, max_gflops=max_gflops, pick=pick, store=store)
     h, w = result.imgsz
     fitness = "-" if result.fitness is None else f"{result.fitness:.4f}"
