@@ -41,7 +41,9 @@ from nas.audit.report import CandidateRuns, scores  # noqa: E402
 from nas.audit.stats import correlate, kendall_tau, mean_pairwise_tau, pooled_sd  # noqa: E402
 from nas.cost import predict_cost  # noqa: E402
 from nas.data.synthetic import GENERATOR_VERSION  # noqa: E402
+from nas.rungs import fronts, promote, rung_epochs  # noqa: E402
 from nas.space import baseline, load_space, model_hash, render, sample, to_yaml  # noqa: E402
+from nas.storage.heartbeat import _alive as process_alive  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------
 
@@ -59,7 +61,7 @@ class Settings:
     """What one training run depends on (besides the model and the seed)."""
 
     epochs: int = 8
-    imgsz: int = 256
+    imgsz: int = 128
     batch: int = 8
     n_train: int = 256
     n_val: int = 64
@@ -76,21 +78,22 @@ class Settings:
         return {} if self.precision == "fp32" else {"precision": self.precision}
 
 
-DEFAULT = Settings()
+DEFAULT = Settings()  # 128 px: a 32-epoch reference of all 15 candidates at 256 px is ~4 CPU-hours on 2 cores
 SMOKE = Settings(epochs=2, imgsz=64, batch=8, n_train=16, n_val=8)
 REFERENCE_FACTOR = 4  # reference epochs = 4 x the default proxy's (--reference-factor: e.g. 10 on a GPU)
 
 
 def variants(base: Settings) -> dict[str, Settings]:
     """Proxy variants to compare, relative to the default; extend here. Invalid ones are dropped."""
-    out = {
+    out = {  # in the order they are run: what a decision waits on first
         "default": base,
-        "epochs /4": replace(base, epochs=base.epochs // 4),
-        "epochs /2": replace(base, epochs=base.epochs // 2),
-        "2x images, epochs /2 (EcoNAS)": replace(base, n_train=2 * base.n_train, epochs=base.epochs // 2),
-        "imgsz x0.75": replace(base, imgsz=int(base.imgsz * 0.75) // 32 * 32),
-        "4x val images": replace(base, n_val=4 * base.n_val),
         "bf16": replace(base, precision="bf16"),
+        "2x images, epochs /2 (EcoNAS)": replace(base, n_train=2 * base.n_train, epochs=base.epochs // 2),
+        "epochs /2": replace(base, epochs=base.epochs // 2),
+        "4x val images": replace(base, n_val=4 * base.n_val),
+        "epochs /4": replace(base, epochs=base.epochs // 4),
+        "imgsz x0.75": replace(base, imgsz=int(base.imgsz * 0.75) // 32 * 32),
+        "imgsz x2": replace(base, imgsz=2 * base.imgsz),
     }
     return {k: v for k, v in out.items() if v.valid() and (k == "default" or v != base)}
 
@@ -196,17 +199,21 @@ class Run:
 def plan(cands: list[Candidate], base: Settings) -> list[Run]:
     """Every run, in the order that makes partial results useful soonest."""
     ref = replace(base, epochs=REFERENCE_FACTOR * base.epochs)
+    vs = variants(base)
+    cheap = [s for k, s in vs.items() if k not in ("default", "imgsz x2")]
     runs = [Run(c, base, 0, "proxy") for c in cands]
     runs += [Run(c, ref, 0, "reference") for c in cands]
     runs += [Run(c, base, 1, "proxy") for c in cands]
-    others = [s for k, s in variants(base).items() if k != "default"]
-    for s in others:
+    for s in cheap:
         runs += [Run(c, s, 0, "proxy") for c in cands]
+    runs += [Run(c, vs["4x val images"], 1, "proxy") for c in cands]  # is the seed noise the val set's?
+    runs += [Run(c, ref, 1, "reference") for c in cands]  # the reference's own noise: the ceiling
     runs += [Run(c, base, 2, "proxy") for c in cands]
-    runs += [Run(c, ref, 1, "reference") for c in cands]
-    for s in others:
+    runs += [Run(c, vs["imgsz x2"], 0, "proxy") for c in cands]
+    for s in cheap:
         runs += [Run(c, s, 1, "proxy") for c in cands]
-    return runs
+    seen: set[str] = set()
+    return [r for r in runs if not (r.key in seen or seen.add(r.key))]
 
 
 def load_results(path: Path) -> dict[str, dict]:
@@ -273,20 +280,27 @@ def run_all(args) -> None:
     for s in skipped:
         print(f"skip {s.key()}: {unsupported(s)}", flush=True)
     todo = [r for r in todo if r.settings not in skipped]
-    n_skipped = sum(1 for r in runs if r.settings in skipped)
-    print(f"{len(cands)} candidates, {len(runs)} runs planned, {len(runs) - len(todo) - n_skipped} already in {path}, "
-          f"{len(todo)} to run", flush=True)
+    n_done = len(runs) - len(todo) - sum(1 for r in runs if r.settings in skipped)
+    todo = [r for r in todo if not args.only or any(o in r.key for o in args.only)]
+    print(f"{len(cands)} candidates, {len(runs)} runs planned, {n_done} already in {path}, {len(todo)} to run"
+          + (f" (--only {' '.join(args.only)})" if args.only else ""), flush=True)
     info, commit = machine(), git_commit()
     start = time.monotonic()
-    for n, r in enumerate(todo):
+    n = 0
+    while True:
         if args.max_runs is not None and n >= args.max_runs:
             print(f"stopped after --max-runs {args.max_runs}", flush=True)
             break
         if args.minutes is not None and time.monotonic() - start >= 60 * args.minutes:
             print(f"stopped after --minutes {args.minutes:g}", flush=True)
             break
+        r = claim_next(todo, path)
+        if r is None:
+            print("nothing left to run (finished, or claimed by another live process)", flush=True)
+            break
+        n += 1
         s = r.settings
-        print(f"[{n + 1}/{len(todo)}] {r.candidate.label} ({r.candidate.gflops:.2f} GFLOPs) {r.role} {s.key()} "
+        print(f"[{n}/{len(todo)}] {r.candidate.label} ({r.candidate.gflops:.2f} GFLOPs) {r.role} {s.key()} "
               f"seed {r.seed}", flush=True)
         run = train_job(r.candidate.model_yaml, _data(data_cache, s), epochs=s.epochs, imgsz=s.imgsz, batch=s.batch,
                         seed=r.seed, device=args.device, **s.trainer_kwargs())
@@ -298,6 +312,38 @@ def run_all(args) -> None:
         append(path, doc)
         print(f"    fitness {run['fitness']:.4f} (last {run['last']:.4f}), {run['cpu_time']:.0f} CPU-s, "
               f"{run['wall_time']:.0f} s", flush=True)
+
+
+def _claims_path(results: Path) -> Path:
+    return results.with_suffix(".claims")
+
+
+def claim_next(todo: list[Run], results: Path) -> Run | None:
+    """The first run neither finished nor claimed by a live process on this host; claimed for this process.
+
+    Several bench processes (e.g. one per core, each with --threads 1) share one results file this way.
+    """
+    claims = _claims_path(results)
+    claims.parent.mkdir(parents=True, exist_ok=True)
+    host = platform.node()
+    with open(claims, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        held: set[str] = set()
+        keep: list[str] = []
+        for line in f.read().splitlines():
+            parts = line.rsplit(" ", 2)
+            if len(parts) == 3 and parts[1] == host and parts[2].isdigit() and process_alive(int(parts[2])):
+                held.add(parts[0])
+                keep.append(line)
+        done = load_results(results)
+        pick = next((r for r in todo if r.key not in done and r.key not in held), None)
+        if pick is not None:
+            keep.append(f"{pick.key} {host} {os.getpid()}")
+        f.seek(0)
+        f.truncate()
+        f.write("".join(f"{line}\n" for line in keep))
+    return pick
 
 
 def _command() -> str:
@@ -398,10 +444,112 @@ def analyse(results: dict[str, dict], cands: list[Candidate], base: Settings) ->
                                            if k in default_runs and k in reference],
                                           [reference[k] for k in members if k in default_runs and k in reference])})
     ref_cpu = [v[0]["cpu_time"] for v in refs.values() if 0 in v]
-    return {"rows": rows, "noise": noise, "seed_tau": seed_tau, "ref_noise": ref_noise, "ref_seed_tau": ref_seed_tau,
+    bf16_runs = _runs_for(results, cands, replace(base, precision="bf16"), [0])
+    pair = [k for k in bf16_runs if k in default_runs and 0 in default_runs[k]]
+    bf16_tau = kendall_tau([default_runs[k][0]["fitness"] for k in pair], [bf16_runs[k][0]["fitness"] for k in pair]) \
+        if len(pair) >= 3 else float("nan")
+    bf16_speed = (float(np.mean([default_runs[k][0]["cpu_time"] / bf16_runs[k][0]["cpu_time"] for k in pair]))
+                  if pair else float("nan"))
+    big_val = replace(base, n_val=4 * base.n_val)
+    val_runs = _runs_for(results, cands, big_val, [0])
+    vpair = [k for k in val_runs if k in default_runs and 0 in default_runs[k]]
+    # same seed, same training images, same thread count: the same weights, scored on 64 val images and on the
+    # 256 that contain them; the difference is val-set sampling alone. For nested sets of n and 4n images,
+    # var(f_n - f_4n) = var(f_n) (1 - 1/4), so sd(f_n) = sd(diff) / sqrt(3/4)
+    diffs = [default_runs[k][0]["fitness"] - val_runs[k][0]["fitness"] for k in vpair]
+    val_sd = float(np.std(diffs, ddof=1) / math.sqrt(0.75)) if len(diffs) >= 3 else float("nan")
+    gfl = {c.key: c.gflops for c in cands}
+    rung_rows = []
+    for seed in (0, 1):
+        hist = {k: [float(h["fitness"]) for h in v[seed]["history"]] for k, v in default_runs.items() if seed in v}
+        if len(hist) < 6:
+            continue
+        seen_sets = set()
+        for eta in (3, 2):
+            sets = [tuple(rung_epochs(base.epochs, eta, first)) for first in range(1, base.epochs)]
+            sets += [(r,) for r in range(2, base.epochs)]
+            for rungs in sets:
+                if (eta, rungs) in seen_sets or not rungs:
+                    continue
+                seen_sets.add((eta, rungs))
+                rung_rows.append({"seed": seed, "eta": eta, "rungs": list(rungs),
+                                  **simulate_rungs(hist, gfl, list(rungs), eta, reference)})
+    from nas.audit.report import formed_epoch
+
+    formed = formed_epoch([{"epoch": e, "tau": t} for e, t in per_epoch]) if per_epoch else None
+    return {"val_sd": val_sd, "val_n": len(vpair), "formed": formed,
+            "bf16_tau": bf16_tau, "bf16_n": len(pair), "bf16_speed": bf16_speed,
+            "rungs": rung_rows, "rows": rows, "noise": noise, "seed_tau": seed_tau,
+            "ref_noise": ref_noise, "ref_seed_tau": ref_seed_tau,
             "per_epoch": per_epoch, "ref_epoch": ref_epoch, "widths": widths, "n_reference": len(reference),
             "ref_cpu": float(np.mean(ref_cpu)) if ref_cpu else float("nan"), "ref_epochs": ref_s.epochs,
             "ref_seeds": len(ref_two)}
+
+
+def simulate_rungs(hist: dict[str, list[float]], gflops: dict[str, float], rungs: list[int], eta: int,
+                   reference: dict[str, float], orders: int = 200) -> dict:
+    """Replay MO-ASHA (nas.rungs.promote) on finished proxy histories, candidates arriving in random orders.
+
+    kept: share of the full proxy's Pareto front (best-epoch fitness, GFLOPs) that every rung lets through;
+    ref_kept: the same for the reference's front, against what the full proxy itself keeps of it;
+    epochs: epochs trained as a share of training every candidate to the end.
+    """
+    keys = sorted(hist)
+    n_epochs = max(len(v) for v in hist.values())
+
+    def front(score: dict[str, float]) -> set[str]:
+        ks = [k for k in keys if k in score]
+        if not ks:
+            return set()
+        return {ks[i] for i in fronts([(k, score[k], gflops[k]) for k in ks])[0]}
+
+    full_front = front({k: max(v) for k, v in hist.items()})
+    ref_front = front(reference) & set(keys)
+    proxy_ref_kept = len(ref_front & full_front) / len(ref_front) if ref_front else float("nan")
+    rng = np.random.default_rng(0)
+    kept, ref_kept, cost = [], [], []
+    for _ in range(orders):
+        arrived: dict[int, list] = {r: [] for r in rungs}
+        survivors, epochs = set(), 0
+        for k in rng.permutation(keys):
+            stop = None
+            for r in rungs:
+                arrived[r].append((k, hist[k][r - 1], gflops[k]))
+                if not promote(arrived[r], k, eta):
+                    stop = r
+                    break
+            epochs += stop if stop else n_epochs
+            if stop is None:
+                survivors.add(k)
+        kept.append(len(full_front & survivors) / len(full_front))
+        if ref_front:
+            ref_kept.append(len(ref_front & survivors & full_front) / len(ref_front))
+        cost.append(epochs / (n_epochs * len(keys)))
+    return {"n": len(keys), "kept": float(np.mean(kept)), "kept_min": float(np.min(kept)),
+            "ref_kept": float(np.mean(ref_kept)) if ref_kept else float("nan"), "proxy_ref_kept": proxy_ref_kept,
+            "epochs": float(np.mean(cost))}
+
+
+ACCEPT_TAU = 0.65  # Vertex AI NAS accepts a proxy at rank correlation >= 0.65 over 10-20 models
+MIN_N = 10
+
+
+def choose(rows: list[dict]) -> tuple[dict | None, str]:
+    """The default proxy by the rule FIDELITY.md states: the cheapest variant whose τ reaches ACCEPT_TAU, or,
+    when none does, the best τ, ties (within 0.05) going to the cheaper. Only what `nas search` can run
+    competes: one training run per candidate scored by its best-epoch fitness (other scores and seed means are
+    reported beside them), measured on at least MIN_N candidates; GFLOPs/params alone are yardsticks."""
+    pool = [r for r in rows if "skipped" not in r and r["n"] >= MIN_N and math.isfinite(r["tau"])
+            and math.isfinite(r["cpu_s"]) and r["variant"].endswith(": best epoch")]
+    if not pool:
+        return None, f"no variant has both runs for {MIN_N} candidates yet"
+    good = [r for r in pool if r["tau"] >= ACCEPT_TAU]
+    if good:
+        pick = min(good, key=lambda r: r["cpu_s"])
+        return pick, f"the cheapest of the {len(good)} variant(s) at τ ≥ {ACCEPT_TAU}"
+    best = max(r["tau"] for r in pool)
+    pick = min((r for r in pool if r["tau"] >= best - 0.05), key=lambda r: r["cpu_s"])
+    return pick, f"no variant reaches τ {ACCEPT_TAU}: the cheapest within 0.05 of the best τ ({best:.2f})"
 
 
 def seed_noise(runs: dict[str, dict]) -> tuple[float, float]:
@@ -474,6 +622,16 @@ def report(args) -> None:
               f"seed 1 {_f(a['seed_tau'])}.",
               f"- Reference, seed against seed ({a['ref_seeds']} candidates with two seeds): pooled sd "
               f"{_f(a['ref_noise'], 4)}, τ {_f(a['ref_seed_tau'])} — the ceiling any proxy can reach.",
+              f"- Where the proxy's seed noise comes from: the same weights (same seed, same training images) scored "
+              f"on {base.n_val} val images and on {4 * base.n_val} that contain them ({a['val_n']} candidates) differ "
+              f"by val-set sampling alone: sd of a {base.n_val}-image score {_f(a['val_sd'], 4)}, against the "
+              f"pooled seed sd {_f(a['noise'], 4)} (training noise and val noise together).",
+              f"- bf16 + channels_last against fp32, same seed ({a['bf16_n']} candidates): Kendall τ "
+              f"{_f(a['bf16_tau'])}, against fp32's own seed-vs-seed τ {_f(a['seed_tau'])}; bf16 runs "
+              f"{_f(a['bf16_speed'])}x faster in CPU time. bf16 is fit to be the default precision when the first "
+              f"τ is at least the second (it ranks like fp32 does with itself): "
+              + ("yes." if a["bf16_n"] >= MIN_N and a["bf16_tau"] >= a["seed_tau"] else
+                 "no." if a["bf16_n"] >= MIN_N else "not measured on enough candidates yet."),
               "", "At equal width, how much block choices move fitness (sd over the width's candidates, proxy "
               "averaged over its seeds) against the seed noise:", "",
               "| width | candidates | proxy sd of means | reference sd | seed sd (proxy) | ratio proxy/noise "
@@ -486,9 +644,36 @@ def report(args) -> None:
     lines += ["", "## When does the ranking form?", "",
               "τ of the default proxy's fitness at each epoch against the reference: "
               + (", ".join(f"epoch {e}: {_f(t)}" for e, t in a["per_epoch"]) or "not yet measured") + ".", "",
+              f"By the audit's rule (the first epoch from which τ stays within 0.1 of the last epoch's), the ranking "
+              f"has formed at epoch {a['formed'] if a['formed'] else '–'} of {base.epochs}.", "",
               "τ of the reference's own fitness at epoch e against its final best: "
               + (", ".join(f"epoch {e}: {_f(t)}" for e, t in a["ref_epoch"]) or "not yet measured") + ".", "",
-              "## Goals (issue 12) and coverage", ""]
+              "## Rungs: what successive halving keeps", "",
+              "MO-ASHA (`nas.rungs.promote`, the search's own rule) replayed on the default proxy's finished "
+              "histories, candidates arriving in 200 random orders. Front kept: share of the full proxy's Pareto "
+              "front (best-epoch fitness, GFLOPs) that every rung lets through (mean, worst order). Reference front: "
+              "share of the reference's front that survives the rungs, beside what the full proxy's own front holds "
+              "of it. Epochs: training spent, as a share of training every candidate to the end.", "",
+              "| seed | eta | rungs (epochs) | candidates | proxy front kept | worst order | reference front kept "
+              "| full proxy's front holds | epochs spent |",
+              "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in a["rungs"]:
+        lines.append(f"| {r['seed']} | {r['eta']} | {', '.join(map(str, r['rungs']))} | {r['n']} | {_f(r['kept'])} | "
+                     f"{_f(r['kept_min'])} | {_f(r['ref_kept'])} | {_f(r['proxy_ref_kept'])} | {_f(r['epochs'])} |")
+    if not a["rungs"]:
+        lines.append("| – | – | not enough finished proxy runs yet | – | – | – | – | – | – |")
+    pick, why = choose(a["rows"])
+    lines += ["", "## The default proxy", "",
+              f"Rule: among the proxy settings `nas search` can run (one training run per candidate, scored by its "
+              f"best-epoch fitness) measured on at least {MIN_N} candidates, the cheapest whose τ reaches "
+              f"{ACCEPT_TAU} (Vertex AI NAS's acceptance bar); if none does, the best τ, ties within 0.05 going to "
+              f"the cheaper. τ per CPU-minute for each: "
+              + (", ".join(f"{r['variant']} {r['tau'] / (r['cpu_s'] / 60):.3f}" for r in a["rows"]
+                           if "skipped" not in r and r["n"] >= MIN_N and math.isfinite(r["tau"])
+                           and math.isfinite(r["cpu_s"]) and r["cpu_s"] > 0) or "none yet") + ".", "",
+              (f"Chosen: **{pick['variant']}** (τ {_f(pick['tau'])}, {_f(pick['cpu_s'], 0)} CPU-s per candidate), "
+               f"{why}." if pick else f"Not chosen yet: {why}.")]
+    lines += ["", "## Goals (issue 12) and coverage", ""]
     default = next((r for r in a["rows"] if r.get("variant") == "default: best epoch"), None)
     gflops = next((r for r in a["rows"] if r.get("variant") == "GFLOPs alone"), None)
     if default and default["n"] >= 3:
@@ -539,6 +724,8 @@ def main() -> None:
                    help=f"reference epochs = this x the default proxy's [default: {REFERENCE_FACTOR}]")
     p.add_argument("--results", default=None, help=f"results file [default: {RESULTS.relative_to(ROOT)}]")
     p.add_argument("--doc", default=None, help=f"report file [default: {DOC.relative_to(ROOT)}]")
+    p.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                   help="run only the runs whose key holds one of these texts, e.g. n256/256 or e32")
     p.add_argument("--list", action="store_true", help="print the candidates and the planned runs, train nothing")
     args = p.parse_args()
     REFERENCE_FACTOR = args.reference_factor

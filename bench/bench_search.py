@@ -17,8 +17,9 @@
    as a ratio to random search's in the same run (mean of 3 seeds).
 4. Long parts, one search per (policy, seed) for --minutes of wall time each, on the README main command
    (`nas search --space search_spaces/neck.yaml --budget 10gflops`, default proxy unless --epochs/--imgsz/
-   --synthetic say otherwise). Policies: `rungs` (this search: MO-ASHA rungs, fp32), `old` (the ad-hoc early
-   stop it replaced, EarlyStop below, every epoch scored), `rungs-bf16` (rungs, --precision bf16).
+   --synthetic say otherwise). Policies: `rungs` (this search as `nas search` runs it by default: MO-ASHA
+   rungs, the default precision), `old` (the ad-hoc early stop it replaced, EarlyStop below, every epoch
+   scored, same precision), `rungs-fp32` and `rungs-bf16` (rungs at that precision).
    a) `wall`: candidates seen (trained to at least one rung or stopped) and fully trained, seed 0, the three
       policies side by side, ratios to `old`;
    b) `hv`: hypervolume of the front (fitness max, GFLOPs min, reference (0, budget)) after equal wall time,
@@ -103,26 +104,37 @@ def overhead() -> None:
 
 
 def rejections(n: int = 100) -> None:
+    """Over-budget candidates through the search's objective, Optuna's TPE against nas's (same samples)."""
+    import warnings
+
     from nas.gate import predict
     from nas.storage import resolve_storage
 
     space = load_space(NECK)
     opts = SearchOptions(space=str(NECK), budget=Budget(gflops=0.001), early_stop=False)
-    path = Path("/tmp/nas-bench-reject.db")
-    path.unlink(missing_ok=True)
-    storage = resolve_storage(f"sqlite:///{path}")  # opened the way the search opens it
-    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"],
-                                sampler=make_sampler("tpe", 0))
-    objective = Objective(space, opts, None, artifact_store(f"sqlite:///{path}", "/tmp/nas-bench-artifacts"))
     t = time.perf_counter()
     for gw in space.width_multiple:  # the cost tables, once per space and multiples
         predict(space, sample(space, optuna.trial.FixedTrial(_params_at_width(space, gw))))
     print(f"cost tables built once in {time.perf_counter() - t:.2f} s")
-    t = time.perf_counter()
-    study.optimize(objective, n_trials=n)
-    dt = time.perf_counter() - t
-    print(f"{n} over-budget candidates rejected by the search's objective in {dt:.2f} s: {n / dt:.1f} rejections/s "
-          f"({1000 * dt / n:.0f} ms each, SQLite storage, TPE; before the table gate: 3.0/s)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        plain = optuna.samplers.TPESampler(seed=0, multivariate=True, group=True, n_startup_trials=8)
+    rates = {}
+    for name, sampler in (("Optuna TPESampler", plain), ("nas tpe (one read of the study per candidate)",
+                                                         make_sampler("tpe", 0))):
+        path = Path("/tmp/nas-bench-reject.db")
+        path.unlink(missing_ok=True)
+        storage = resolve_storage(f"sqlite:///{path}")  # opened the way the search opens it
+        study = optuna.create_study(storage=storage, directions=["maximize", "minimize"], sampler=sampler)
+        objective = Objective(space, opts, None, artifact_store(f"sqlite:///{path}", "/tmp/nas-bench-artifacts"))
+        t = time.perf_counter()
+        study.optimize(objective, n_trials=n)
+        dt = time.perf_counter() - t
+        rates[name] = n / dt
+        print(f"{name}: {n} over-budget candidates rejected by the search's objective in {dt:.2f} s: "
+              f"{n / dt:.1f} rejections/s ({1000 * dt / n:.0f} ms each, SQLite storage)")
+    first, second = rates.values()
+    print(f"ratio: {second / first:.2f}x")
 
 
 def gate_rejections(n: int = 200) -> None:
@@ -297,8 +309,11 @@ class OldEarlyStopObjective(Objective):
         return None
 
 
-POLICIES = {"rungs": ("fp32", Objective), "old": ("fp32", OldEarlyStopObjective),
-            "rungs-bf16": ("bf16", Objective)}
+DEFAULTS = SearchOptions(space=str(NECK), budget=Budget(gflops=10.0))  # what `nas search` runs by default
+# policy -> (precision, objective); `rungs` and `old` both train at the search's default precision, so they
+# differ only in how they stop; the two precision policies show what precision alone changes
+POLICIES = {"rungs": (DEFAULTS.precision, Objective), "old": (DEFAULTS.precision, OldEarlyStopObjective),
+            "rungs-fp32": ("fp32", Objective), "rungs-bf16": ("bf16", Objective)}
 
 
 class Deadline(Exception):  # noqa: N818 - the name says what happened
@@ -373,12 +388,23 @@ def _load_results() -> list[dict]:
     return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
 
 
+def _commit() -> str:
+    """The code's commit, recorded with each timed run."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
 def timed_part(part: str, policies: list[str], seeds: list[int], minutes: float, proxy: dict, threads: int) -> None:
     """Run the (policy, seed) searches missing from the results file, then print the table for these settings."""
     settings = {"minutes": minutes, "proxy": proxy, "threads": threads, "space": "neck", "budget": "10gflops"}
     for seed in seeds:
         for policy in policies:
-            key = {**settings, "policy": policy, "seed": seed}
+            key = {**settings, "policy": policy, "seed": seed, "precision": POLICIES[policy][0]}
             if any(all(r.get(k) == v for k, v in key.items()) for r in _load_results()):
                 continue
             print(f"running {policy} seed {seed} for {minutes:g} min ...", flush=True)
@@ -386,9 +412,11 @@ def timed_part(part: str, policies: list[str], seeds: list[int], minutes: float,
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             with RESULTS.open("a") as f:
                 f.write(json.dumps({**key, **out, "host": socket.gethostname(), "cpus": os.cpu_count(),
+                                    "commit": _commit(),
                                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
     rows = {p: [r for r in _load_results() if all(r.get(k) == v for k, v in settings.items())
-                and r["policy"] == p and r["seed"] in seeds] for p in policies}
+                and r["policy"] == p and r["seed"] in seeds and r.get("precision") == POLICIES[p][0]]
+            for p in policies}
     base = rows.get("old") or []
     print(f"{part}: {minutes:g} min per search, proxy {proxy}, {threads} thread(s); mean over seeds "
           f"{seeds}; ratios to `old` in brackets")
@@ -415,18 +443,20 @@ def main() -> None:
                         default="all")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall time per search (parts wall, hv)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per policy (part hv)")
-    parser.add_argument("--epochs", type=int, default=8, help="proxy epochs (parts wall, hv)")
-    parser.add_argument("--imgsz", type=int, default=256, help="proxy image size (parts wall, hv)")
-    parser.add_argument("--synthetic", type=int, nargs=2, default=(256, 64), metavar=("TRAIN", "VAL"),
-                        help="synthetic train/val images (parts wall, hv)")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="proxy epochs (parts wall, hv)")
+    parser.add_argument("--imgsz", type=int, default=DEFAULTS.imgsz, help="proxy image size (parts wall, hv)")
+    parser.add_argument("--synthetic", type=int, nargs=2, default=(DEFAULTS.synthetic_train, DEFAULTS.synthetic_val),
+                        metavar=("TRAIN", "VAL"), help="synthetic train/val images (parts wall, hv)")
+    parser.add_argument("--policies", nargs="+", choices=list(POLICIES), default=None,
+                        help="policies to run (parts wall, hv) [default: all for wall, rungs and old for hv]")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (parts wall, hv)")
     args = parser.parse_args()
     part = args.part
     proxy = {"epochs": args.epochs, "imgsz": args.imgsz, "synthetic": list(args.synthetic)}
     if part == "wall":
-        timed_part("wall", list(POLICIES), [0], args.minutes, proxy, args.threads)
+        timed_part("wall", args.policies or list(POLICIES), [0], args.minutes, proxy, args.threads)
     if part == "hv":
-        timed_part("hv", ["rungs", "old"], list(range(args.seeds)), args.minutes, proxy, args.threads)
+        timed_part("hv", args.policies or ["rungs", "old"], list(range(args.seeds)), args.minutes, proxy, args.threads)
     if part in ("overhead", "all"):
         overhead()
     if part in ("rejections", "all"):

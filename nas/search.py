@@ -68,7 +68,7 @@ class SearchOptions:
     workers: int = 1
     early_stop: bool = True  # successive halving at rungs (nas.rungs); off: every candidate trains to the end
     eta: int = 3  # reduction factor: rungs at epochs / eta^k, the top 1/eta of a rung go on
-    precision: str = "fp32"  # auto | fp32 | bf16 | fp16; prepare() resolves it to what the device runs
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16; prepare() resolves it to what the device runs
     synthetic_train: int = 256
     synthetic_val: int = 64
     sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one

@@ -264,3 +264,22 @@ def test_too_few_scored_trials(tmp_path, monkeypatch):
     study.set_user_attr("space_hash", "0123456789abcdef")  # what marks a study that nas search made
     r = CliRunner().invoke(main, ["audit", "--storage", "sqlite:///nas.db"])
     assert r.exit_code == 2 and "0 distinct scored trial(s)" in r.stderr, r.output
+
+
+def test_proxy_repeats_train_at_the_studys_precision_and_references_in_fp32(workdir, monkeypatch):
+    import nas.audit.jobs as jobs
+
+    study = optuna.load_study(study_name="space", storage=STORAGE)
+    study.set_user_attr("proxy", {**study.user_attrs["proxy"], "precision": "bf16"})
+    seen = []
+    real = jobs.train_job
+
+    def spy(model_yaml, data, **kw):
+        seen.append((kw["epochs"], kw.get("precision")))
+        return real(model_yaml, data, **{**kw, "precision": "fp32"})  # bf16 needs a CPU that has it: run fp32
+
+    monkeypatch.setattr(jobs, "train_job", spy)
+    monkeypatch.setattr("nas.train.precision.cpu_has_native_bf16", lambda: True)
+    r = audit("--candidates", "3", "--seeds", "1", "--max-jobs", "4")
+    assert r.exit_code == 0, r.output
+    assert sorted(set(seen)) == [(1, "bf16"), (2, "fp32")], seen  # proxy: 1 epoch at bf16; reference: fp32

@@ -232,3 +232,16 @@ def test_every_command_has_an_example_and_shared_options_read_the_same():
     assert len(option_lines["--device"]) == 1 and "cuda:N" in next(iter(option_lines["--device"]))
     sampler = CliRunner().invoke(main, ["search", "--help"], terminal_width=200).output
     assert all(f"{name} =" in sampler for name in ("tpe", "nsga2", "gp", "random"))  # each choice described
+
+
+def test_search_cli_defaults_are_the_search_options_defaults():
+    """The proxy defaults chosen by the fidelity bench live in SearchOptions; the CLI states the same ones."""
+    from dataclasses import fields
+
+    from nas.commands.search import command
+    from nas.search import SearchOptions
+
+    defaults = {f.name: f.default for f in fields(SearchOptions)}
+    cli = {p.name: p.default for p in command.params}
+    for name in ("epochs", "imgsz", "batch", "eta", "precision", "sampler", "seed", "early_stop", "trials"):
+        assert cli[name] == defaults[name], name

@@ -26,7 +26,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
     (27, 3, 1, [1, 3, 9]),
     (10, 4, 1, [1, 3]),  # 10/4 = 2.5 rounds half up
     (2, 2, 1, [1]),
-    (8, 3, 4, []),  # no geometric rung at or after epoch 4 and before 8: nothing is stopped
+    (8, 3, 4, [4]),  # no geometric rung at or after epoch 4 and before 8: one rung where the ranking formed
+    (8, 3, 6, [6]),
+    (8, 3, 8, []),  # the ranking forms only at the last epoch: nothing is stopped
     (1, 3, 1, []),
     (3, 3, 3, []),  # a rung at the last epoch decides nothing
 ])
@@ -227,10 +229,10 @@ def test_stops_a_real_proxy_run_at_the_first_rung(tmp_path, one_thread):
 
 
 @pytest.mark.parametrize(("epochs", "eta", "formed", "expected"), [
-    (8, 3, None, 3),  # no audit: the last geometric rung alone
-    (24, 3, None, 8),
-    (27, 3, None, 9),
-    (2, 3, None, 1),
+    (8, 3, None, 6),  # no audit: where the ranking formed on the built-in data, 3/4 of the proxy
+    (24, 3, None, 18),
+    (27, 3, None, 20),
+    (2, 3, None, 2),
     (24, 3, 2, 2),  # the audit says the ranking forms at epoch 2
     (8, 3, 6, 6),
 ])
@@ -253,14 +255,14 @@ def test_study_rungs_follow_the_audit_of_this_proxy_length():
     from nas.rungs import study_rungs
 
     study = new_study()
-    assert study_rungs(study, 24)[0] == [8]  # no audit: the conservative default
+    assert study_rungs(study, 24)[0] == [18]  # no audit: where the ranking formed on the built-in data
     study.set_user_attr(SUMMARY_ATTR, _summary())
     rungs, why = study_rungs(study, 24)
     assert rungs == [3, 8] and "epoch 2" in why  # epoch 1 is before the ranking formed
     assert study_rungs(study, 24, eta=2)[0] == [2, 3, 6, 12]
-    assert study_rungs(study, 12)[0] == [4]  # an audit of another proxy length says nothing about this one
+    assert study_rungs(study, 12)[0] == [9]  # an audit of another proxy length says nothing about this one
     study.set_user_attr(SUMMARY_ATTR, _summary(formed_epoch=None))  # an older audit, without the field
-    assert study_rungs(study, 24)[0] == [8]
+    assert study_rungs(study, 24)[0] == [18]
 
 
 def test_audit_summary_keeps_the_epoch_the_ranking_formed_and_skips_unscored_epochs():

@@ -253,23 +253,23 @@ def test_cost_table_disagreement_stops_the_search_loudly(workdir, tiny_data, mon
 
 
 def _dominating_rung_records(study, n: int = 2) -> None:
-    """Trials that reached rung 1 with the highest possible fitness at no cost: they dominate any candidate."""
+    """Trials that reached rung 2 with the highest possible fitness at no cost: they dominate any candidate."""
     from optuna.trial import create_trial
 
     for _ in range(n):
         study.add_trial(create_trial(values=[1.0, 0.0], user_attrs={
-            "gflops": 0.0, "params": 1, "fitness": 1.0, "rungs": {"1": 1.0}, "choices": {"P5": "none"}}))
+            "gflops": 0.0, "params": 1, "fitness": 1.0, "rungs": {"2": 1.0}, "choices": {"P5": "none"}}))
 
 
 def test_clearly_worse_candidate_stops_at_the_first_rung_and_a_resume_keeps_the_rungs(workdir, tiny_data):
-    args = ("--epochs", "3", "--sampler", "random")  # 3 epochs, eta 3: one rung, at epoch 1
+    args = ("--epochs", "3", "--sampler", "random")  # 3 epochs, no audit: one rung, at epoch round(0.75 * 3) = 2
     r = search("--trials", "1", *args, data=tiny_data)
     assert r.exit_code == 0, r.output
     study = load()
     base = study.trials[0].user_attrs
-    assert base["outcome"] == "trained" and list(base["rungs"]) == ["1"]  # alone at its rung: it went on
+    assert base["outcome"] == "trained" and list(base["rungs"]) == ["2"]  # alone at its rung: it went on
     history = read_history(study, study.trials[0], S.existing_store(None))
-    assert ["fitness" in h for h in history] == [True, False, True]  # scored at the rung and the end
+    assert ["fitness" in h for h in history] == [False, True, True]  # scored at the rung and the end
     _dominating_rung_records(study)
 
     study.enqueue_trial({"width_multiple": 0.25, "P5.block": "SGE", "P5.SGE.groups": 4})
@@ -279,10 +279,10 @@ def test_clearly_worse_candidate_stops_at_the_first_rung_and_a_resume_keeps_the_
     a = t.user_attrs
     assert t.state == TrialState.COMPLETE and a["outcome"] == "stopped" and a["choices"] == {"P5": "SGE(groups=4)"}
     history = read_history(load(), t, S.existing_store(None))
-    assert len(history) == 1 and a["rungs"] == {"1": pytest.approx(history[0]["fitness"], abs=1e-6)}
+    assert len(history) == 2 and a["rungs"] == {"2": pytest.approx(history[1]["fitness"], abs=1e-6)}
     stopped = a["stopped_early"]
-    assert stopped["epoch"] == 1 and stopped["compared"] == 4 and stopped["kept"] == 2  # baseline, 2 records, it
-    assert t.values == [pytest.approx(a["rungs"]["1"]), pytest.approx(a["gflops"])]  # the sampler learns from it
+    assert stopped["epoch"] == 2 and stopped["compared"] == 4 and stopped["kept"] == 2  # baseline, 2 records, it
+    assert t.values == [pytest.approx(a["rungs"]["2"]), pytest.approx(a["gflops"])]  # the sampler learns from it
 
     load().enqueue_trial({"width_multiple": 0.25, "P5.block": "SGE", "P5.SGE.groups": 8})
     r = search("--trials", "3", *args, data=tiny_data)  # a resume: the stored rung records still count
@@ -311,12 +311,12 @@ def test_precision_reaches_the_trainer_and_belongs_to_the_proxy(workdir, tiny_da
     assert history and all("fitness" in h for h in history) and "rungs" not in a  # every epoch scored, no rungs
     assert study.user_attrs["proxy"]["precision"] == "bf16"
 
-    r = search("--trials", "2", data=tiny_data)  # fp32 scores would not compare with bf16 ones
+    r = search("--trials", "2", "--precision", "fp32", data=tiny_data)  # fp32 scores would not compare with bf16's
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and "--precision" in r.stderr and "bf16" in r.stderr
     old = {k: v for k, v in study.user_attrs["proxy"].items() if k != "precision"}
     study.set_user_attr("proxy", old)  # a study from before --precision: it trained in fp32
     assert search("--trials", "1", "--epochs", "2", "--precision", "bf16", data=tiny_data).exit_code == 2
-    r = search("--trials", "1", "--epochs", "2", data=tiny_data)
+    r = search("--trials", "1", "--epochs", "2", "--precision", "fp32", data=tiny_data)
     assert r.exit_code == 0 and "already has 1" in r.output, r.output
     assert len(seen) == 1
 

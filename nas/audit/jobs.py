@@ -196,10 +196,12 @@ class WorkerHooks:
 
 
 def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], max_jobs: int | None = None,
-         hooks: WorkerHooks | None = None) -> int:
+         hooks: WorkerHooks | None = None, precision: str = "fp32") -> int:
     """Claim and run waiting jobs until none is left (or max_jobs ran); returns the number run here.
 
-    Jobs outside `wanted` (queued by an earlier audit with other options) are left waiting.
+    Jobs outside `wanted` (queued by an earlier audit with other options) are left waiting. Proxy repeats train
+    at `precision` (the study's, so they repeat what the search ran); references always train in fp32, the
+    truth the proxy is held against.
     """
     from optuna.trial import TrialState
 
@@ -225,6 +227,7 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
             with trial_heartbeat(trial):
                 run = train_job(job_model_yaml(aux, attrs), data, epochs=int(attrs["epochs"]), imgsz=imgsz, batch=batch,
                                 seed=int(attrs["seed"]), device=device,
+                                precision=precision if attrs.get("kind") == "proxy" else "fp32",
                                 epoch_end=_bind(hooks.epoch_end, attrs),
                                 batch_end=hooks.batch_end)
         except KeyboardInterrupt:

@@ -68,6 +68,12 @@ class Plan:
     def seed(self) -> int:
         return int(self.proxy.get("seed", 0))
 
+    def precision(self, device: str) -> str:
+        """What the study's proxy trained in, as this device runs it (studies before --precision: fp32)."""
+        from nas.train.precision import resolve_precision
+
+        return resolve_precision(str(self.proxy.get("precision", "fp32")), device).name
+
 
 def audited_study_name(storage: str | None, name: str | None) -> str | None:
     """The study to audit: the given name, else the only study in the storage that is not an audit's."""
@@ -122,7 +128,9 @@ def prepare(opts: AuditOptions) -> Plan:
                            f"{MIN_CANDIDATES + 2}) or audit named models with --models yolov5n yolov5s yolov5m")
         cands = _stored_selection(opts, study, pool) or select_candidates(pool, opts.candidates)
     jobs = plan_jobs(cands, epochs, ref_epochs, int(proxy.get("seed", 0)), opts.seeds)
-    return Plan(study, opts.storage, proxy, data, cands, jobs, ref_epochs, opts.seeds)
+    plan = Plan(study, opts.storage, proxy, data, cands, jobs, ref_epochs, opts.seeds)
+    plan.precision(opts.device)  # the study's precision must run here: say so before any job is queued
+    return plan
 
 
 def _selection_key(opts: AuditOptions) -> dict:
@@ -172,7 +180,8 @@ def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan |
     ran = 0
     if opts.max_jobs != 0:
         ran = work(aux, plan.data, imgsz=int(plan.proxy["imgsz"]), batch=int(plan.proxy["batch"]), device=opts.device,
-                   wanted={j.key for j in plan.jobs}, max_jobs=opts.max_jobs, hooks=hooks)
+                   wanted={j.key for j in plan.jobs}, max_jobs=opts.max_jobs, hooks=hooks,
+                   precision=plan.precision(opts.device))
     report = report_of(plan, aux, opts.n_boot)
     stored = False
     if report.finished and report.n >= MIN_CANDIDATES:
