@@ -89,6 +89,7 @@ def variants(base: Settings) -> dict[str, Settings]:
         "default": base,
         "bf16": replace(base, precision="bf16"),
         "2x images, epochs /2 (EcoNAS)": replace(base, n_train=2 * base.n_train, epochs=base.epochs // 2),
+        "EcoNAS + bf16": replace(base, n_train=2 * base.n_train, epochs=base.epochs // 2, precision="bf16"),
         "epochs /2": replace(base, epochs=base.epochs // 2),
         "4x val images": replace(base, n_val=4 * base.n_val),
         "epochs /4": replace(base, epochs=base.epochs // 4),
@@ -206,6 +207,7 @@ def plan(cands: list[Candidate], base: Settings) -> list[Run]:
     runs += [Run(c, base, 1, "proxy") for c in cands]
     for s in cheap:
         runs += [Run(c, s, 0, "proxy") for c in cands]
+    runs += [Run(c, vs["EcoNAS + bf16"], 1, "proxy") for c in cands]  # the chosen default's seed agreement
     runs += [Run(c, vs["4x val images"], 1, "proxy") for c in cands]  # is the seed noise the val set's?
     runs += [Run(c, ref, 1, "reference") for c in cands]  # the reference's own noise: the ceiling
     runs += [Run(c, base, 2, "proxy") for c in cands]
@@ -419,13 +421,6 @@ def analyse(results: dict[str, dict], cands: list[Candidate], base: Settings) ->
     ref_seed_tau = mean_pairwise_tau([[refs[k][s_]["fitness"] for k in ref_two] for s_ in (0, 1)]) \
         if len(ref_two) >= 3 else float("nan")
 
-    per_epoch = []
-    both = [k for k, v in default_runs.items() if 0 in v and k in reference]
-    for e in range(1, base.epochs + 1):
-        keys = [k for k in both if len(default_runs[k][0]["history"]) >= e]
-        if len(keys) >= 3:
-            per_epoch.append((e, kendall_tau([default_runs[k][0]["history"][e - 1]["fitness"] for k in keys],
-                                             [reference[k] for k in keys])))
     ref_epoch = []
     for e in range(REFERENCE_FACTOR, ref_s.epochs + 1, REFERENCE_FACTOR):
         keys = [k for k in reference if len(refs[k][0]["history"]) >= e]
@@ -459,31 +454,45 @@ def analyse(results: dict[str, dict], cands: list[Candidate], base: Settings) ->
     diffs = [default_runs[k][0]["fitness"] - val_runs[k][0]["fitness"] for k in vpair]
     val_sd = float(np.std(diffs, ddof=1) / math.sqrt(0.75)) if len(diffs) >= 3 else float("nan")
     gfl = {c.key: c.gflops for c in cands}
+    timing = {name: epoch_study(_runs_for(results, cands, vs_, [0, 1]), reference, vs_.epochs, gfl)
+              for name, vs_ in variants(base).items() if name in ("default", "EcoNAS + bf16")}
+    return {"val_sd": val_sd, "val_n": len(vpair), "timing": timing,
+            "bf16_tau": bf16_tau, "bf16_n": len(pair), "bf16_speed": bf16_speed,
+            "rows": rows, "noise": noise, "seed_tau": seed_tau,
+            "ref_noise": ref_noise, "ref_seed_tau": ref_seed_tau,
+            "ref_epoch": ref_epoch, "widths": widths, "n_reference": len(reference),
+            "ref_cpu": float(np.mean(ref_cpu)) if ref_cpu else float("nan"), "ref_epochs": ref_s.epochs,
+            "ref_seeds": len(ref_two)}
+
+
+def epoch_study(runs: dict[str, dict], reference: dict[str, float], epochs: int, gfl: dict[str, float]) -> dict:
+    """tau per proxy epoch against the reference, the audit's formed epoch, and the rungs replayed."""
+    from nas.audit.report import formed_epoch
+
+    per_epoch = []
+    both = [k for k, v in runs.items() if 0 in v and k in reference]
+    for e in range(1, epochs + 1):
+        keys = [k for k in both if len(runs[k][0]["history"]) >= e]
+        if len(keys) >= 3:
+            per_epoch.append((e, kendall_tau([runs[k][0]["history"][e - 1]["fitness"] for k in keys],
+                                             [reference[k] for k in keys])))
+    formed = formed_epoch([{"epoch": e, "tau": t} for e, t in per_epoch]) if per_epoch else None
     rung_rows = []
     for seed in (0, 1):
-        hist = {k: [float(h["fitness"]) for h in v[seed]["history"]] for k, v in default_runs.items() if seed in v}
+        hist = {k: [float(h["fitness"]) for h in v[seed]["history"]] for k, v in runs.items() if seed in v}
         if len(hist) < 6:
             continue
         seen_sets = set()
         for eta in (3, 2):
-            sets = [tuple(rung_epochs(base.epochs, eta, first)) for first in range(1, base.epochs)]
-            sets += [(r,) for r in range(2, base.epochs)]
+            sets = [tuple(rung_epochs(epochs, eta, first)) for first in range(1, epochs)]
+            sets += [(r,) for r in range(2, epochs)]
             for rungs in sets:
                 if (eta, rungs) in seen_sets or not rungs:
                     continue
                 seen_sets.add((eta, rungs))
                 rung_rows.append({"seed": seed, "eta": eta, "rungs": list(rungs),
                                   **simulate_rungs(hist, gfl, list(rungs), eta, reference)})
-    from nas.audit.report import formed_epoch
-
-    formed = formed_epoch([{"epoch": e, "tau": t} for e, t in per_epoch]) if per_epoch else None
-    return {"val_sd": val_sd, "val_n": len(vpair), "formed": formed,
-            "bf16_tau": bf16_tau, "bf16_n": len(pair), "bf16_speed": bf16_speed,
-            "rungs": rung_rows, "rows": rows, "noise": noise, "seed_tau": seed_tau,
-            "ref_noise": ref_noise, "ref_seed_tau": ref_seed_tau,
-            "per_epoch": per_epoch, "ref_epoch": ref_epoch, "widths": widths, "n_reference": len(reference),
-            "ref_cpu": float(np.mean(ref_cpu)) if ref_cpu else float("nan"), "ref_epochs": ref_s.epochs,
-            "ref_seeds": len(ref_two)}
+    return {"per_epoch": per_epoch, "formed": formed, "rungs": rung_rows, "epochs": epochs}
 
 
 def simulate_rungs(hist: dict[str, list[float]], gflops: dict[str, float], rungs: list[int], eta: int,
@@ -641,11 +650,13 @@ def report(args) -> None:
         ratio = w["proxy_sd"] / a["noise"] if math.isfinite(a["noise"]) and a["noise"] > 0 else float("nan")
         lines.append(f"| {w['width']:g} | {w['n']} | {_f(w['proxy_sd'], 4)} | {_f(w['ref_sd'], 4)} | "
                      f"{_f(a['noise'], 4)} | {_f(ratio)} | {_f(w['tau'])} |")
-    lines += ["", "## When does the ranking form?", "",
-              "τ of the default proxy's fitness at each epoch against the reference: "
-              + (", ".join(f"epoch {e}: {_f(t)}" for e, t in a["per_epoch"]) or "not yet measured") + ".", "",
-              f"By the audit's rule (the first epoch from which τ stays within 0.1 of the last epoch's), the ranking "
-              f"has formed at epoch {a['formed'] if a['formed'] else '–'} of {base.epochs}.", "",
+    lines += ["", "## When does the ranking form?", ""]
+    for name, t in a["timing"].items():
+        lines += [f"{name} ({t['epochs']} epochs): τ of the proxy's fitness at each epoch against the reference: "
+                  + (", ".join(f"epoch {e}: {_f(x)}" for e, x in t["per_epoch"]) or "not yet measured") + ". "
+                  f"By the audit's rule (the first epoch from which τ stays within 0.1 of the last epoch's), the "
+                  f"ranking has formed at epoch {t['formed'] if t['formed'] else '–'} of {t['epochs']}.", ""]
+    lines += [
               "τ of the reference's own fitness at epoch e against its final best: "
               + (", ".join(f"epoch {e}: {_f(t)}" for e, t in a["ref_epoch"]) or "not yet measured") + ".", "",
               "## Rungs: what successive halving keeps", "",
@@ -654,14 +665,16 @@ def report(args) -> None:
               "front (best-epoch fitness, GFLOPs) that every rung lets through (mean, worst order). Reference front: "
               "share of the reference's front that survives the rungs, beside what the full proxy's own front holds "
               "of it. Epochs: training spent, as a share of training every candidate to the end.", "",
-              "| seed | eta | rungs (epochs) | candidates | proxy front kept | worst order | reference front kept "
-              "| full proxy's front holds | epochs spent |",
-              "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in a["rungs"]:
-        lines.append(f"| {r['seed']} | {r['eta']} | {', '.join(map(str, r['rungs']))} | {r['n']} | {_f(r['kept'])} | "
-                     f"{_f(r['kept_min'])} | {_f(r['ref_kept'])} | {_f(r['proxy_ref_kept'])} | {_f(r['epochs'])} |")
-    if not a["rungs"]:
-        lines.append("| – | – | not enough finished proxy runs yet | – | – | – | – | – | – |")
+              "| proxy | seed | eta | rungs (epochs) | candidates | proxy front kept | worst order | reference front "
+              "kept | full proxy's front holds | epochs spent |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for name, t in a["timing"].items():
+        for r in t["rungs"]:
+            lines.append(f"| {name} | {r['seed']} | {r['eta']} | {', '.join(map(str, r['rungs']))} | {r['n']} | "
+                         f"{_f(r['kept'])} | {_f(r['kept_min'])} | {_f(r['ref_kept'])} | {_f(r['proxy_ref_kept'])} | "
+                         f"{_f(r['epochs'])} |")
+    if not any(t["rungs"] for t in a["timing"].values()):
+        lines.append("| – | – | – | not enough finished proxy runs yet | – | – | – | – | – | – |")
     pick, why = choose(a["rows"])
     lines += ["", "## The default proxy", "",
               f"Rule: among the proxy settings `nas search` can run (one training run per candidate, scored by its "

@@ -41,19 +41,23 @@ def rung_epochs(epochs: int, eta: int = 3, min_epoch: int = 1) -> list[int]:
     return sorted(rungs)
 
 
-# Where the ranking of the default proxy formed on the built-in data, as a share of the proxy's epochs:
-# bench/bench_fidelity.py measured tau per proxy epoch against a 4x longer reference over 15 candidates, and by
-# the audit's rule it stays within 0.1 of its final value from epoch 6 of 8 on (docs/FIDELITY.md). Replaying
-# the rungs on those runs, a single rung there keeps 93-98% of the full proxy's Pareto front; a rung at epoch 3
-# kept 69-95%.
+# Where the ranking formed on the built-in data, by proxy length: bench/bench_fidelity.py measured tau per proxy
+# epoch against a 4x longer reference over 15 candidates (docs/FIDELITY.md), and by the audit's rule (tau stays
+# within 0.1 of its final value from there on) it formed at epoch 6 of the 8-epoch proxy and only at the last
+# epoch of the 4-epoch default. Replaying the rungs on the 8-epoch runs, a single rung at epoch 6 keeps 93-98%
+# of the full proxy's Pareto front, a rung at epoch 3 69-95%. Other lengths: 3/4 of the proxy.
+FORMED_ON_BUILTIN_DATA = {4: 4, 8: 6}
 FORMED_FRACTION = 0.75
 
 
 def first_rung(epochs: int, eta: int = 3, formed_epoch: int | None = None) -> int:
     """The earliest epoch a rung may sit at: where the audit's per-epoch tau says the ranking has formed, or,
-    without an audit, where it formed on the built-in data (FORMED_FRACTION of the proxy, epoch 6 of 8)."""
+    without an audit, where it formed on the built-in data (FORMED_ON_BUILTIN_DATA, else FORMED_FRACTION of
+    the proxy). A first rung at the last epoch means no rung: nothing is stopped early."""
     if formed_epoch is not None:
         return max(1, int(formed_epoch))
+    if epochs in FORMED_ON_BUILTIN_DATA:
+        return FORMED_ON_BUILTIN_DATA[epochs]
     return max(1, math.floor(FORMED_FRACTION * epochs + 0.5))
 
 

@@ -54,22 +54,22 @@ class SearchOptions:
 
     space: str
     budget: Budget
-    trials: int = 5
+    trials: int = 20
     timeout: float | None = None
     study: str | None = None
     storage: str | None = None
     sampler: str = "tpe"
     seed: int = 0
     data: str | None = None
-    epochs: int = 8
-    imgsz: int = 256
+    epochs: int = 4  # the proxy chosen by bench/bench_fidelity.py (docs/FIDELITY.md): 4 epochs of 512
+    imgsz: int = 128  # synthetic images at 128 px in bf16 ranked like the 4x longer reference at tau 0.7
     batch: int = 8
     device: str = "cpu"
     workers: int = 1
     early_stop: bool = True  # successive halving at rungs (nas.rungs); off: every candidate trains to the end
     eta: int = 3  # reduction factor: rungs at epochs / eta^k, the top 1/eta of a rung go on
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; prepare() resolves it to what the device runs
-    synthetic_train: int = 256
+    synthetic_train: int = 512
     synthetic_val: int = 64
     sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one
     run_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{time.time()}")

@@ -196,7 +196,7 @@ def test_plain_lines_show_proxy_epochs_and_the_rejected_size():
         display.trial_start(1, "w0.5 d0.33 (no blocks)", 16.4)
         display.trial_end(1, "rejected", TrialRecord(number=1, gflops=16.4))
     text = buf.getvalue()
-    assert "synthetic (256 train / 64 val images), 2 epochs, imgsz 64, batch 4" in text
+    assert "synthetic (512 train / 64 val images), 2 epochs, imgsz 64, batch 4" in text
     assert "epoch 1/2: loss 5.2500\n" in text  # an epoch without a score shows no made-up mAP
     assert "epoch 2/2: loss 4.5000 mAP50 0.1000 mAP50-95 0.0500 fitness 0.0550" in text
     assert "trial 1: w0.5 d0.33 (no blocks) -> rejected (16.40 GFLOPs, budget <= 10 GFLOPs: never trained)" in text

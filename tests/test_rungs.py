@@ -229,7 +229,8 @@ def test_stops_a_real_proxy_run_at_the_first_rung(tmp_path, one_thread):
 
 
 @pytest.mark.parametrize(("epochs", "eta", "formed", "expected"), [
-    (8, 3, None, 6),  # no audit: where the ranking formed on the built-in data, 3/4 of the proxy
+    (8, 3, None, 6),  # no audit: where the ranking formed on the built-in data
+    (4, 3, None, 4),  # the default proxy: formed only at its last epoch, so no rung
     (24, 3, None, 18),
     (27, 3, None, 20),
     (2, 3, None, 2),
@@ -240,6 +241,14 @@ def test_first_rung(epochs, eta, formed, expected):
     from nas.rungs import first_rung
 
     assert first_rung(epochs, eta, formed) == expected
+
+
+def test_the_default_proxy_has_no_rung_without_an_audit():
+    from nas.rungs import first_rung
+    from nas.search import SearchOptions
+
+    epochs = SearchOptions(space="neck", budget=None).epochs
+    assert rung_epochs(epochs, 3, first_rung(epochs, 3)) == []
 
 
 def _summary(**changes):

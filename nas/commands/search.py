@@ -16,7 +16,7 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
 @click.option("--budget", "budget", multiple=True, required=True, metavar="BUDGET",
               help="Compute budget: 10gflops, '10 GFLOPs', 800MFLOPs, 1.2e10flops; repeat for a parameter budget "
                    "too: --budget 5M-params.")
-@click.option("--trials", default=5, show_default=True, type=int,
+@click.option("--trials", default=20, show_default=True, type=int,
               help="Stop when the study holds this many trained candidates (rejected and reused ones are free).")
 @click.option("--timeout", default=None, metavar="DURATION", help="Stop after this long: 90s, 30m, 2h, 1h30m.")
 @click.option("--study", "study_name", default=None, help="Study name [default: the space file's stem].")
@@ -26,8 +26,8 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampler and training seed.")
 @click.option("--data", default=None, metavar="DATA_YAML",
               help="YOLO-format data YAML to score on [default: the built-in synthetic dataset].")
-@click.option("--epochs", default=8, show_default=True, type=click.IntRange(min=1), help="Proxy training epochs.")
-@click.option("--imgsz", default=256, show_default=True, type=int, metavar="PIXELS",
+@click.option("--epochs", default=4, show_default=True, type=click.IntRange(min=1), help="Proxy training epochs.")
+@click.option("--imgsz", default=128, show_default=True, type=int, metavar="PIXELS",
               help="Image size in pixels, square, of the proxy training runs (a multiple of 32).")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Proxy batch size.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
