@@ -43,7 +43,7 @@ from nas.cost import predict_cost  # noqa: E402
 from nas.data.synthetic import GENERATOR_VERSION  # noqa: E402
 from nas.rungs import fronts, promote, rung_epochs  # noqa: E402
 from nas.space import baseline, load_space, model_hash, render, sample, to_yaml  # noqa: E402
-from nas.storage.heartbeat import _alive as process_alive  # noqa: E402
+from nas.storage.heartbeat import process_alive  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------
 

@@ -120,12 +120,12 @@ def fail_dead_trials(study: optuna.Study, one_process: bool) -> list[int]:
         r = read(t)
         if r.host == host and r.pid == me:
             continue  # this process's own trial
-        if one_process or (r.host == host and r.pid is not None and not _alive(r.pid)):
+        if one_process or (r.host == host and r.pid is not None and not process_alive(r.pid)):
             dead.append(t)
     return _fail_and_retry(study, dead)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True while a process with this id runs on this machine (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
