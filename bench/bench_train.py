@@ -2,6 +2,7 @@
 (p) one training step (forward + YOLOv5 loss + backward + SGD) in fp32, channels_last, bf16 autocast and bf16 +
     channels_last, variants alternated; ratios against fp32, achieved training GFLOP/s against a large fp32 and
     bf16 matmul timed in the same run; --profile adds torch.profiler's top ops for one bf16 + channels_last step;
+    --device cuda runs it on a GPU with fp16 AMP (GradScaler, as the trainer) among the variants;
 (e) the search's proxy (8 epochs) evaluated every epoch against only at the rung epochs and the last one, runs
     alternated; then the cost of one epoch's evaluation with an fp32 forward against a bf16 one;
 (a) trainer throughput against a bare PyTorch loop on the same model and batches;
@@ -9,6 +10,7 @@
 
     python bench/bench_train.py                          # parts p and e (issue 13), yolov5n and yolov5s
     python bench/bench_train.py --part p --threads 1 --profile
+    python bench/bench_train.py --part p --device cuda --batch 64   # on a GPU: fp16 AMP among the variants
     python bench/bench_train.py --part ab                # the trainer-overhead parts
 
 The bare loop does only forward, YOLOv5 loss, backward, SGD step on pre-built batches; the trainer adds
@@ -128,14 +130,22 @@ def part_b(model_name: str, epochs: int, imgsz: int, batch: int) -> None:
 
 # ------------------------------------------------------------------ (p) precision of one training step
 
+CPU = torch.device("cpu")
 VARIANTS = ("fp32", "channels_last", "bf16", "bf16+channels_last")
+#: on a GPU, fp16 AMP + channels_last is what --precision auto trains with
+CUDA_VARIANTS = ("fp32", "channels_last", "fp16", "fp16+channels_last", "bf16+channels_last")
 
 
 def _variant(name: str):
     from nas.train import Precision
 
-    bf16 = torch.bfloat16 if name.startswith("bf16") else None
-    return Precision("bf16" if bf16 else "fp32", bf16, name.endswith("channels_last"))
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name.split("+")[0])
+    return Precision(name.split("+")[0] if low else "fp32", low, name.endswith("channels_last"))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class MatmulPeak:
@@ -144,50 +154,63 @@ class MatmulPeak:
     other processes as the steps do."""
 
     SIZES = (256, 512, 1024, 2048)
+    CUDA_SIZES = (2048, 4096, 8192)
 
-    def __init__(self) -> None:
-        self.operands = [(label, torch.randn(2, n, n, dtype=dtype)) for n in self.SIZES
-                         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))]
-        self.best = {"fp32": 0.0, "bf16": 0.0}
+    def __init__(self, device: torch.device = CPU) -> None:
+        self.device = device
+        low = "fp16" if device.type == "cuda" else "bf16"  # the autocast dtype that --precision auto uses there
+        dtypes = (("fp32", torch.float32), (low, torch.float16 if low == "fp16" else torch.bfloat16))
+        sizes = self.CUDA_SIZES if device.type == "cuda" else self.SIZES
+        self.operands = [(label, torch.randn(2, n, n, dtype=dtype, device=device)) for n in sizes
+                         for label, dtype in dtypes]
+        self.best = {label: 0.0 for label, _ in dtypes}
         self.sample(), self.sample()  # warm-up
 
     def sample(self) -> None:
         for label, ab in self.operands:
+            _sync(self.device)
             t = time.perf_counter()
             ab[0] @ ab[1]
+            _sync(self.device)
             self.best[label] = max(self.best[label], 2 * ab.shape[1] ** 3 / (time.perf_counter() - t) / 1e9)
 
 
 class Step:
     """One variant's training step on a fixed batch: its own model copy, SGD and loss, as the trainer runs them."""
 
-    def __init__(self, state: dict, model_name: str, nc: int, imgsz: int, batch: int, variant: str, bt) -> None:
+    def __init__(self, state: dict, model_name: str, nc: int, imgsz: int, batch: int, variant: str, bt,
+                 device: torch.device = CPU) -> None:
         from nas.model import build_model
         from nas.train.loss import DetectionLoss
         from nas.train.trainer import Hyp, _to_input, build_optimizer
 
-        self.prec = _variant(variant)
+        self.prec, self.device = _variant(variant), device
         self.model = build_model(model_name, nc=nc)
         self.model.load_state_dict(state)
-        self.model.to(memory_format=self.prec.memory_format).train()
+        self.model.to(device, memory_format=self.prec.memory_format).train()
         self.opt = build_optimizer(self.model, Hyp(), batch)
         self.loss = DetectionLoss(self.model, imgsz)
-        self.images, self.targets = bt.images, torch.from_numpy(bt.targets)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.prec.grad_scaler)  # as the trainer does
+        self.images, self.targets = bt.images, torch.from_numpy(bt.targets).to(device)
         self.to_input = _to_input
 
     def __call__(self) -> float:
+        _sync(self.device)
         t = time.perf_counter()
-        x = self.to_input(self.images, torch.device("cpu"), None, self.prec.memory_format)
+        x = self.to_input(self.images, self.device, None, self.prec.memory_format)
         with self.prec.autocast(x.device):
             preds = self.model(x)
         loss, _ = self.loss(preds, self.targets)
-        loss.backward()
-        self.opt.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
+        _sync(self.device)
         return time.perf_counter() - t
 
 
-def part_p(models: list[str], imgsz: int, batch: int, rounds: int, steps: int, profile: bool) -> None:
+def part_p(models: list[str], imgsz: int, batch: int, rounds: int, steps: int, profile: bool,
+           device: torch.device = CPU) -> None:
     from nas.cost import count
     from nas.data import SyntheticConfig, batches, load_data_yaml, load_split, synthetic_dataset
     from nas.model import build_model
@@ -195,21 +218,24 @@ def part_p(models: list[str], imgsz: int, batch: int, rounds: int, steps: int, p
 
     spec = load_data_yaml(synthetic_dataset(SyntheticConfig(n_train=batch, n_val=1, size=imgsz)))
     bt = next(iter(batches(load_split(spec, "train", imgsz), batch)))
-    peak = MatmulPeak()
-    print(f"(p) one training step at imgsz {imgsz}, batch {batch}: forward + YOLOv5 loss + backward + SGD; "
-          f"median of {rounds} rounds x {steps} steps, variants alternated")
-    print(f"    native bf16 (avx512_bf16/amx_bf16): {cpu_has_native_bf16()}; matmul peak: n^3 matmuls, n 256..2048, "
-          "fp32 and bf16, timed between the rounds, the fastest")
+    peak = MatmulPeak(device)
+    low = next(k for k in peak.best if k != "fp32")
+    variants = CUDA_VARIANTS if device.type == "cuda" else VARIANTS
+    print(f"(p) one training step on {_device_name(device)} at imgsz {imgsz}, batch {batch}: forward + YOLOv5 loss "
+          f"+ backward + SGD; median of {rounds} rounds x {steps} steps, variants alternated")
+    sizes = "2048..8192" if device.type == "cuda" else "256..2048"
+    native = f"native bf16 (avx512_bf16/amx_bf16): {cpu_has_native_bf16()}; " if device.type == "cpu" else ""
+    print(f"    {native}matmul peak: n^3 matmuls, n {sizes}, fp32 and {low}, timed between the rounds, the fastest")
     print("    GFLOP/s = 3 x forward GFLOPs (nas.cost: 2 x MACs of convs and matmuls; forward, grad-input and "
           "grad-weight each) x images/s; BatchNorm, activations, loss and SGD are not counted")
     for name in models:
         torch.manual_seed(0)
         ref = build_model(name, nc=spec.nc)
         gflops = count(ref, imgsz=(imgsz, imgsz)).gflops
-        steps_by = {v: Step(ref.state_dict(), name, spec.nc, imgsz, batch, v, bt) for v in VARIANTS}
-        for step in steps_by.values():  # warm-up: oneDNN primitive creation, weight reorders
+        steps_by = {v: Step(ref.state_dict(), name, spec.nc, imgsz, batch, v, bt, device) for v in variants}
+        for step in steps_by.values():  # warm-up: oneDNN primitive creation / cuDNN plans, weight reorders
             step(), step()
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        times: dict[str, list[float]] = {v: [] for v in variants}
         for _ in range(rounds):
             for v, step in steps_by.items():
                 times[v] += [step() for _ in range(steps)]
@@ -217,24 +243,32 @@ def part_p(models: list[str], imgsz: int, batch: int, rounds: int, steps: int, p
         med = {v: statistics.median(t) for v, t in times.items()}
         best = peak.best
         print(f"    {name}: {gflops:.2f} forward GFLOPs per image at {imgsz}; matmul peak so far fp32 "
-              f"{best['fp32']:.0f} GFLOP/s, bf16 {best['bf16']:.0f} GFLOP/s")
+              f"{best['fp32']:.0f} GFLOP/s, {low} {best[low]:.0f} GFLOP/s")
         print(f"      {'variant':<20} {'ms/step':>8} {'speed-up':>8} {'img/s':>7} {'GFLOP/s':>8} "
-              f"{'% fp32 peak':>11} {'% bf16 peak':>11}")
-        for v in VARIANTS:
+              f"{'% fp32 peak':>11} {f'% {low} peak':>11}")
+        for v in variants:
             rate = 3 * gflops * batch / med[v]
             print(f"      {v:<20} {1000 * med[v]:8.1f} {med['fp32'] / med[v]:7.2f}x {batch / med[v]:7.1f} "
-                  f"{rate:8.1f} {100 * rate / best['fp32']:10.0f}% {100 * rate / best['bf16']:10.0f}%")
+                  f"{rate:8.1f} {100 * rate / best['fp32']:10.1f}% {100 * rate / best[low]:10.1f}%")
         if profile:
-            _profile(steps_by["bf16+channels_last"], name)
+            _profile(steps_by[variants[-1] if device.type == "cpu" else "fp16+channels_last"], name, device)
 
 
-def _profile(step: Step, name: str, rows: int = 15) -> None:
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def _profile(step: Step, name: str, device: torch.device = CPU, rows: int = 15) -> None:
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    cuda = device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         step()
-    print(f"    top ops by self CPU time, one bf16 + channels_last step of {name}:")
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(f"    top ops by {key.replace('_', ' ')}, one {step.prec.name} + channels_last step of {name}:")
+    table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=40)
     print("\n".join("      " + line for line in table.splitlines()))
 
 
@@ -317,6 +351,8 @@ def main() -> None:
     ap.add_argument("--models", default="yolov5n,yolov5s")
     ap.add_argument("--proxy-models", default="yolov5n", help="models for part e (a full proxy run each)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="part p: cpu, cuda or cuda:N (GPU variants: fp32, "
+                    "channels_last, fp16 AMP with and without channels_last, bf16 + channels_last)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5, help="part p: rounds of alternated variants")
     ap.add_argument("--steps", type=int, default=3, help="part p: steps per variant per round")
@@ -331,7 +367,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, numpy {np.__version__}")
     models = args.models.split(",")
     if "p" in args.part:
-        part_p(models, args.imgsz, args.batch, args.rounds, args.steps, args.profile)
+        from nas.device import parse_device
+
+        part_p(models, args.imgsz, args.batch, args.rounds, args.steps, args.profile,
+               torch.device(parse_device(args.device)))
     if "e" in args.part:
         from nas.search import SearchOptions
 

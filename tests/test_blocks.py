@@ -420,6 +420,31 @@ def test_channels_last_bf16_trains_like_fp32(name, hp):
             assert sum(errs) / len(errs) < 0.06 and max(errs) < 0.5, (name, h, w, errs)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the CPU suite covers bf16 above)")
+@pytest.mark.parametrize("name,hp", BF16_VARIANTS, ids=[f"{n}-{hp}" for n, hp in BF16_VARIANTS])
+def test_channels_last_fp16_trains_on_cuda(name, hp):
+    """What --precision auto runs on a GPU: fp16 autocast + channels_last. Forward and backward are finite,
+    every parameter gets a gradient, the layout is kept, and the output is within fp16 rounding of fp32."""
+    ref = blocks.build(name, 32, **hp).cuda()
+    m = copy.deepcopy(ref).to(memory_format=CL)
+    for h, w in [(12, 10), (9, 10), (1, 1)]:
+        ref.zero_grad(), m.zero_grad()
+        x, g = torch.randn(8, 32, h, w, device="cuda"), torch.randn(8, 32, h, w, device="cuda")
+        y_ref = ref(x)
+        x_low = x.half().contiguous(memory_format=CL).requires_grad_()
+        with torch.autocast("cuda", dtype=torch.float16):
+            y = m(x_low)
+        (y.float() * g).sum().backward()
+        assert y.dtype == torch.float16 and y.shape == x.shape
+        assert y.is_contiguous(memory_format=CL), (name, h, w)
+        assert torch.isfinite(y.float()).all() and torch.isfinite(x_low.grad.float()).all()
+        assert ((y.float() - y_ref).norm() / y_ref.norm()).item() < 0.01, (name, h, w)
+        for pname, p in m.named_parameters():
+            assert p.dtype == torch.float32 and p.grad is not None and torch.isfinite(p.grad).all(), pname
+            if (h, w) != (1, 1):
+                assert p.grad.abs().sum() > 0, pname
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_nchw_stays_nchw(name):
     """An NCHW (fp32 reference) network is not switched to channels_last by a block."""

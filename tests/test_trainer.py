@@ -139,6 +139,18 @@ def test_user_errors_raise(tiny_data, tmp_path):
             run(tiny_data, device="cuda")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda_with_auto_precision(tiny_data):
+    """On a GPU, auto is fp16 AMP + channels_last; the run finishes, scores, and matches fp32 loosely."""
+    amp = run(tiny_data, device="cuda", precision="auto")
+    fp32 = run(tiny_data, device="cuda", precision="fp32")
+    assert amp.status == fp32.status == "trained", (amp.reason, fp32.reason)
+    assert (amp.precision, fp32.precision) == ("fp16", "fp32") and amp.device.startswith("cuda")
+    assert 0 <= amp.fitness <= 1 and "fitness" in amp.history[-1]
+    losses = [r.history[0]["loss"] for r in (amp, fp32)]  # the first epoch: before trajectories can diverge
+    assert all(math.isfinite(v) for v in losses) and losses[0] == pytest.approx(losses[1], rel=0.05), losses
+
+
 def test_build_problems(tiny_data, monkeypatch):
     cfg = tiny_cfg()
     cfg["head"][2] = [[-1, 3], 1, "Concat", [1]]  # mismatched sizes: the builder names the layer (user error)
