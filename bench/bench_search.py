@@ -196,6 +196,39 @@ def gate_rejections(n: int = 200) -> None:
         study.optimize(objective, n_trials=m)
         dt = time.perf_counter() - t
         print(f"whole trial, {name}, {where}: {m / dt:.1f} rejections/s ({1000 * dt / m:.0f} ms each, TPE)")
+    rejection_cost_by_size(space, budget)
+
+
+def rejection_cost_by_size(space, budget, sizes: tuple[int, ...] = (50, 100, 200, 400)) -> None:
+    """Where a rejection's time goes as the study grows: the sampler alone (in memory, no storage) against
+    the same trial in SQLite, for TPE and for random sampling (whose own cost is nil: the storage floor)."""
+    from nas.gate import gate
+    from nas.storage import resolve_storage
+
+    print("rejection cost as the study grows (table gate; ms per rejected candidate at that many trials):")
+    print(f"  {'sampler, storage':<18}" + "".join(f"{f'n={n}':>9}" for n in sizes))
+    for sampler_name in ("tpe", "random"):
+        for where in ("memory", "sqlite"):
+            path = Path(f"/tmp/nas-bench-size-{sampler_name}.db")
+            path.unlink(missing_ok=True)
+            storage = resolve_storage(f"sqlite:///{path}") if where == "sqlite" else None
+            study = optuna.create_study(storage=storage, directions=["maximize", "minimize"],
+                                        sampler=make_sampler(sampler_name, 0))
+
+            def objective(trial):
+                result = gate(space, sample(space, trial), budget)
+                for key, value in budget.violations(result.gflops, result.params).items():
+                    trial.set_constraint(key, value)
+                return 0.0, result.gflops
+
+            row, done = [], 0
+            for n in sizes:
+                study.optimize(objective, n_trials=n - done - 10)  # grow the study to 10 short of n
+                t = time.perf_counter()
+                study.optimize(objective, n_trials=10)  # then time 10 rejections around n
+                row.append(100 * (time.perf_counter() - t))
+                done = n
+            print(f"  {sampler_name + ', ' + where:<18}" + "".join(f"{ms:9.1f}" for ms in row))
 
 
 def _params_at_width(space, gw: float) -> dict:

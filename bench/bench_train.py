@@ -6,7 +6,8 @@
 (e) the search's proxy (8 epochs) evaluated every epoch against only at the rung epochs and the last one, runs
     alternated; then the cost of one epoch's evaluation with an fp32 forward against a bf16 one;
 (a) trainer throughput against a bare PyTorch loop on the same model and batches;
-(b) wall time of the default proxy (`nas evaluate` defaults) split into data, training and evaluation.
+(b) wall time of the default proxy (`nas search` and `nas evaluate` defaults) split into data, training and
+    evaluation.
 
     python bench/bench_train.py                          # parts p and e (issue 13), yolov5n and yolov5s
     python bench/bench_train.py --part p --threads 1 --profile
@@ -98,11 +99,13 @@ def part_a(model_name: str, repeats: int, imgsz: int, batch: int, n_train: int, 
     print(f"    runs      : bare {[round(x[0], 2) for x in bare]}, trainer {[round(x[0], 2) for x in ours]} img/s wall")
 
 
-def part_b(model_name: str, epochs: int, imgsz: int, batch: int) -> None:
+def part_b(model_name: str, epochs: int, imgsz: int, batch: int, precision: str = "auto") -> None:
     from nas.data import SyntheticConfig, clear_memory_cache, load_data_yaml, load_split, synthetic_dataset
+    from nas.search import SearchOptions
     from nas.train import train_and_evaluate
 
-    cfg = SyntheticConfig(size=imgsz)
+    opts = SearchOptions(space="", budget=None)  # the search's synthetic set
+    cfg = SyntheticConfig(n_train=opts.synthetic_train, n_val=opts.synthetic_val, size=imgsz)
     t = time.perf_counter()
     y = synthetic_dataset(cfg)
     gen = time.perf_counter() - t
@@ -114,9 +117,9 @@ def part_b(model_name: str, epochs: int, imgsz: int, batch: int) -> None:
     load = time.perf_counter() - t
     clear_memory_cache()
     c = time.process_time()
-    r = train_and_evaluate(model_name, None, epochs=epochs, imgsz=imgsz, batch=batch, seed=0)
+    r = train_and_evaluate(model_name, cfg, epochs=epochs, imgsz=imgsz, batch=batch, seed=0, precision=precision)
     cpu = time.process_time() - c
-    print(f"(b) {model_name} default proxy: {epochs} epochs, imgsz {imgsz}, batch {batch}, "
+    print(f"(b) {model_name} proxy: {epochs} epochs, imgsz {imgsz}, batch {batch}, {r.precision}, "
           f"{cfg.n_train} train / {cfg.n_val} val synthetic images")  # fmt: skip
     print(f"    synthetic generation (first use only, cached after): {gen:6.1f}s; decode+letterbox: {load:5.2f}s")
     print(f"    wall {r.wall_time:6.1f}s = data {r.times['data']:5.1f}s + train {r.times['train']:6.1f}s "
@@ -358,7 +361,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="part p: steps per variant per round")
     ap.add_argument("--profile", action="store_true", help="part p: torch.profiler top ops of a bf16 step")
     ap.add_argument("--precision", default="auto", help="part e: training precision (auto, fp32, bf16)")
-    ap.add_argument("--imgsz", type=int, default=256)
+    ap.add_argument("--imgsz", type=int, default=0, help="image size (0: 256 for parts p, e, a; the search's for b)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=0, help="parts b, e epochs (0: the default proxy's, search's)")
     args = ap.parse_args()
@@ -369,23 +372,22 @@ def main() -> None:
     if "p" in args.part:
         from nas.device import parse_device
 
-        part_p(models, args.imgsz, args.batch, args.rounds, args.steps, args.profile,
+        part_p(models, args.imgsz or 256, args.batch, args.rounds, args.steps, args.profile,
                torch.device(parse_device(args.device)))
     if "e" in args.part:
         from nas.search import SearchOptions
 
         epochs = args.epochs or SearchOptions.__dataclass_fields__["epochs"].default
-        part_e(args.proxy_models.split(","), epochs, args.imgsz, args.batch, args.precision, max(args.repeats // 2, 1))
+        part_e(args.proxy_models.split(","), epochs, args.imgsz or 256, args.batch, args.precision,
+               max(args.repeats // 2, 1))
     if "a" in args.part:
-        part_a(models[0], args.repeats, args.imgsz, args.batch, n_train=8 * args.batch, epochs=2)
-    if "b" in args.part:
-        import inspect
+        part_a(models[0], args.repeats, args.imgsz or 256, args.batch, n_train=8 * args.batch, epochs=2)
+    if "b" in args.part:  # the search's default proxy unless --epochs / --imgsz say otherwise
+        from nas.search import SearchOptions
 
-        from nas.train import train_and_evaluate
-
-        epochs = args.epochs or inspect.signature(train_and_evaluate).parameters["epochs"].default
+        opts = SearchOptions(space="", budget=None)
         for m in models:
-            part_b(m, epochs, args.imgsz, args.batch)
+            part_b(m, args.epochs or opts.epochs, args.imgsz or opts.imgsz, args.batch, args.precision)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 def pareto_front(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """Feasible complete trials not dominated in (fitness max, GFLOPs min), ordered by GFLOPs then trial.
 
-    Trials with equal values are all kept (none dominates the other).
+    Trials with equal values are all kept (none dominates the other), except reused twins: a trial that
+    reused the score of a trial on the front is the same model, listed once under the trial that trained it
+    (`twins` names them).
     """
     feasible = [t for t in _trials(study_or_trials) if is_feasible(t)]
     # Sorting by GFLOPs asc, fitness desc makes one pass enough: a point is on the front when its
@@ -51,7 +53,18 @@ def pareto_front(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[
     for t in feasible:
         if not any(dominates(f.values, t.values) for f in front):
             front.append(t)
-    return front
+    on_front = {t.number for t in front}
+    return [t for t in front if read(t).reused_from not in on_front]
+
+
+def twins(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> dict[int, list[int]]:
+    """Trial number -> the later trials that reused its score (the same rendered model, not trained again)."""
+    out: dict[int, list[int]] = {}
+    for t in _trials(study_or_trials):
+        source = read(t).reused_from
+        if source is not None and is_feasible(t):
+            out.setdefault(source, []).append(t.number)
+    return {k: sorted(v) for k, v in out.items()}
 
 
 def best_key(t: FrozenTrial) -> tuple[float, float, int]:

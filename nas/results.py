@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.budget import Budget, format_params
 from nas.errors import NasError
-from nas.pareto import closest_to_budget, count_outcomes, is_feasible, pareto_front, ties
+from nas.pareto import closest_to_budget, count_outcomes, is_feasible, pareto_front, ties, twins
 from nas.record import Outcome, TrialRecord, describe, read, read_study
 
 OUTCOMES = {o.value for o in Outcome}
@@ -45,6 +45,7 @@ class TrialRow:
     excess: dict[str, float] | None = None  # constraint values > 0 (infeasible trials)
     fail_reason: str | None = None
     ties: list[int] | None = None  # better front members within the audit's noise; None = noise unknown
+    twins: list[int] = field(default_factory=list)  # later trials that reused this trial's score (same model)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -153,8 +154,10 @@ def front_report(study: optuna.Study, storage_label: str = "") -> FrontReport:
     front_trials = pareto_front(trials)
     tie_map = ties(front_trials, None if audit is None else audit.noise)
     front = [trial_row(t, base, points) for t in front_trials]
+    twin_map = twins(trials)
     for row in front:
         row.ties = None if tie_map is None else tie_map[row.trial]
+        row.twins = twin_map.get(row.trial, [])
     closest = [] if front else [trial_row(t, base, points) for t in closest_to_budget(study, budget)]
     return FrontReport(
         study=study.study_name,
@@ -179,6 +182,12 @@ def fmt(value: float | None, spec: str = ".4f", signed: bool = False) -> str:
 
 def fmt_params(value: int | None) -> str:
     return "-" if value is None else format_params(value)
+
+
+def fmt_trial(r: TrialRow) -> str:
+    """'7', '0 (baseline)', '19 (= 23)' or '0 (baseline) (= 16, 21)': the trial and the twins that reused its score."""
+    text = f"{r.trial}{' (baseline)' if r.baseline else ''}"
+    return text + (f" (= {', '.join(map(str, r.twins))})" if r.twins else "")
 
 
 def fmt_ties(numbers: list[int] | None) -> str:
@@ -227,7 +236,7 @@ def front_table(report: FrontReport, title: str | None = None) -> Table:
         table.add_column("tie", justify="left", no_wrap=True)
     table.add_column("choices", justify="left")
     for r in report.front:
-        cells = [f"{r.trial}{' (baseline)' if r.baseline else ''}", fmt(r.fitness), fmt(r.mAP50), fmt(r.mAP50_95),
+        cells = [fmt_trial(r), fmt(r.fitness), fmt(r.mAP50), fmt(r.mAP50_95),
                  fmt(r.gflops, ".3f"), fmt_params(r.params), fmt(r.d_fitness, ".4f", True),
                  fmt(r.d_gflops, ".4f", True)]
         if report.noise is not None:

@@ -85,6 +85,35 @@ def test_report_on_fixed_runs():
     assert doc["correlations"]["proxy"]["n"] == 5
 
 
+def _perfect_proxy(n: int, seed1: list[float]) -> list[CandidateRuns]:
+    """n candidates whose seed-0 proxy orders them exactly like the reference; seed 1 scores them as given."""
+    cands = []
+    for i in range(n):
+        hist = [{"epoch": 1, "fitness": 0.01 * i, "loss": 5.0 - i}]
+        cands.append(CandidateRuns(f"t{i}", f"#{i}", gflops=1.0 + i, params=100 + i,
+                                   proxy={0: {"fitness": 0.01 * i, "history": hist},
+                                          1: {"fitness": seed1[i], "history": hist}},
+                                   reference={"fitness": 0.1 + 0.02 * i}))
+    return cands
+
+
+def test_verdict_weighs_the_number_of_candidates_and_seed_agreement():
+    """τ 1.00 alone is not trust: too few candidates, or seeds that disagree, make the verdict cautious."""
+    def verdict_for(n, seed1):
+        return build_report("s", _perfect_proxy(n, seed1), proxy_epochs=1, reference_epochs=4, seed=0, seeds=1,
+                            n_boot=200).verdict
+
+    agreeing = [0.01 * i + 0.001 for i in range(12)]
+    assert "trust the order of the front" in verdict_for(12, agreeing)
+    few = verdict_for(6, agreeing[:6])  # the README's old demo: τ 1.00 [1.00, 1.00] over 6 candidates
+    assert "trust the order" not in few and "only 6 candidates" in few and "--candidates 10" in few
+    assert "broad shape" in few
+    shuffled = [0.01 * i for i in (5, 0, 9, 2, 11, 7, 1, 4, 10, 3, 8, 6)]  # seed 1 orders them almost at random
+    noisy = verdict_for(12, shuffled)
+    assert "trust the order" not in noisy and "another seed reorders them (seed τ" in noisy
+    assert "only" not in noisy.split("reorders")[0]  # 12 candidates are enough: only the seeds are doubted
+
+
 # --------------------------------------------------------------------------------- candidate selection
 
 

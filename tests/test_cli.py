@@ -245,3 +245,34 @@ def test_search_cli_defaults_are_the_search_options_defaults():
     cli = {p.name: p.default for p in command.params}
     for name in ("epochs", "imgsz", "batch", "eta", "precision", "sampler", "seed", "early_stop", "trials"):
         assert cli[name] == defaults[name], name
+    # nas evaluate scores a model with the same proxy, so that it reproduces a default search's trial
+    from nas.commands.evaluate import command as evaluate
+
+    cli = {p.name: p.default for p in evaluate.params}
+    for name in ("epochs", "imgsz", "batch", "precision", "seed"):
+        assert cli[name] == defaults[name], name
+
+
+def test_evaluate_reproduces_a_search_trial_on_the_builtin_data(monkeypatch, tmp_path):
+    """The synthetic set `nas evaluate` trains on is the search's (same image counts), so the baseline trial of
+    a search and `nas evaluate yolov5n` with the same settings give the same fitness."""
+    from nas.budget import Budget
+    from nas.pareto import scored_trials
+    from nas.record import read
+    from nas.search import SearchOptions, run_search
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_CACHE", str(tmp_path / "cache"))
+    opts = SearchOptions(space="neck", budget=Budget(gflops=10.0), trials=1, epochs=1, imgsz=64, batch=8,
+                         synthetic_train=512, synthetic_val=64)
+    run_search(opts)
+    import optuna
+
+    from nas.storage import resolve_storage
+
+    study = optuna.load_study(study_name="neck", storage=resolve_storage(None))
+    base = next(read(t) for t in scored_trials(study) if read(t).baseline)
+    r = run("evaluate", "yolov5n", "--epochs", "1", "--imgsz", "64", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["fitness"] == pytest.approx(base.fitness, abs=1e-6)

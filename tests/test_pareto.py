@@ -57,3 +57,19 @@ def test_is_feasible_reads_records_and_trials_alike() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.add_trial(create_trial(values=[0.0, 12.0], constraints={"gflops": 2.0}))
     assert not is_feasible(study.trials[0])
+
+
+def test_front_lists_a_reused_twin_once_under_the_trial_it_reused() -> None:
+    """A reused trial is the same model with the same score: the front shows the trained trial and names the
+    twins; a twin whose source is not on the front (or an equal score of another model) is not folded."""
+    from nas.pareto import pareto_front, twins
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    rows = [((0.10, 4.0), "trained", None), ((0.20, 5.0), "trained", None), ((0.10, 4.0), "reused", 0),
+            ((0.20, 5.0), "reused", 1), ((0.10, 4.0), "reused", 0), ((0.20, 5.0), "trained", None),
+            ((0.05, 6.0), "trained", None), ((0.05, 6.0), "reused", 6)]
+    for values, outcome, source in rows:
+        attrs = {"outcome": outcome} | ({} if source is None else {"reused_from": source})
+        study.add_trial(create_trial(values=list(values), user_attrs=attrs))
+    assert [t.number for t in pareto_front(study)] == [0, 1, 5]  # 5: another model with an equal score
+    assert twins(study) == {0: [2, 4], 1: [3], 6: [7]}  # 6 and its twin 7 are dominated: neither is listed

@@ -34,6 +34,8 @@ SCORES = {
 }
 GOOD_TAU = 0.7  # the accept line (Vertex AI NAS asks for rank correlation >= 0.65)
 FAIR_TAU = 0.4
+MIN_CANDIDATES = 10  # Vertex AI NAS judges a proxy over 10-20 models; below that τ's bootstrap interval is too kind
+SEED_TAU = 0.6  # a proxy whose own seeds agree less than this cannot be trusted to order candidates
 
 
 @dataclass
@@ -185,11 +187,20 @@ def verdict(r: AuditReport) -> str:
         return (f"not enough finished runs yet ({r.n} candidates with a reference, 3 needed): run the same "
                 f"command again to continue")
     ref = f"the {r.reference_epochs}-epoch reference"
-    if c.tau >= GOOD_TAU and c.tau_low >= FAIR_TAU:
+    doubts = []  # what keeps a high τ from meaning a trustworthy order
+    if r.n < MIN_CANDIDATES:
+        doubts.append(f"only {r.n} candidates were compared ({MIN_CANDIDATES} or more give τ a meaningful "
+                      f"interval: --candidates {MIN_CANDIDATES})")
+    if math.isfinite(r.seed_tau) and r.seed_tau < SEED_TAU:
+        doubts.append(f"another seed reorders them (seed τ {r.seed_tau:.2f} < {SEED_TAU})")
+    if c.tau >= GOOD_TAU and c.tau_low >= FAIR_TAU and not doubts:
         parts = [f"the proxy ranks like {ref} ({_ci(c)}): trust the order of the front"]
+    elif c.tau >= GOOD_TAU and c.tau_low >= FAIR_TAU:
+        parts = [f"the proxy agrees with {ref} ({_ci(c)}), but {' and '.join(doubts)}: trust the front's broad "
+                 f"shape, not the order of close candidates"]
     elif c.tau >= FAIR_TAU:
         parts = [f"the proxy ranks only roughly like {ref} ({_ci(c)}): trust the front's broad shape, "
-                 f"not the order of close candidates"]
+                 f"not the order of close candidates", *doubts]
     else:
         parts = [f"the proxy does not rank like {ref} ({_ci(c)}): do not trust the front's order"]
         if r.tau_per_epoch and len(r.tau_per_epoch) >= 2 and r.tau_per_epoch[-1]["tau"] > r.tau_per_epoch[0]["tau"]:

@@ -19,10 +19,11 @@ from nas.commands._options import DEVICE_HELP
     metavar="YAML",
     help="Ultralytics data YAML (path/train/val/names). Default: the built-in synthetic dataset.",
 )
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Training epochs.")
+@click.option("--epochs", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Training epochs (the search's proxy by default).")
 @click.option(
     "--imgsz",
-    default=256,
+    default=128,
     show_default=True,
     type=click.IntRange(min=32),
     metavar="PIXELS",
@@ -57,8 +58,10 @@ def command(
     """Train MODEL briefly and report mAP50, mAP50-95 and fitness (0.1 mAP50 + 0.9 mAP50-95).
 
     MODEL is a built-in name (yolov5n, yolov5s, ...), a model YAML, or a YAML written by export-best.
-    Without --data it trains on the built-in synthetic dataset (shapes x colours on clutter), generated
-    once and cached. The same model, data and seed give the same fitness on the same machine.
+    Without --data it trains on the built-in synthetic dataset (shapes x colours on clutter; 512 train and 64
+    val images, as `nas search` uses), generated once and cached. The defaults are the search's proxy, so a
+    trial's score is reproduced by evaluating its model with the study's settings; the same model, data and
+    seed give the same fitness on the same machine.
 
     \b
     Example:
@@ -121,10 +124,15 @@ def command(
             soft_wrap=True,
         )
 
+    from nas.data import SyntheticConfig
+    from nas.search import SearchOptions
+
+    defaults = SearchOptions(space="", budget=None)  # the search's synthetic set, at this imgsz
+    source = data or SyntheticConfig(n_train=defaults.synthetic_train, n_val=defaults.synthetic_val, size=imgsz)
     try:
         with progress:
             result = train_and_evaluate(
-                model, data, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
+                model, source, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
                 callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir, precision=precision,
             )  # fmt: skip
     finally:
