@@ -135,7 +135,7 @@ def part_b(model_name: str, epochs: int, imgsz: int, batch: int, precision: str 
 
 CPU = torch.device("cpu")
 VARIANTS = ("fp32", "channels_last", "bf16", "bf16+channels_last")
-#: on a GPU, fp16 AMP + channels_last is what --precision auto trains with
+#: on a GPU: fp16 AMP + channels_last is what --precision fp16 trains with (auto is fp32 there)
 CUDA_VARIANTS = ("fp32", "channels_last", "fp16", "fp16+channels_last", "bf16+channels_last")
 
 
@@ -161,7 +161,7 @@ class MatmulPeak:
 
     def __init__(self, device: torch.device = CPU) -> None:
         self.device = device
-        low = "fp16" if device.type == "cuda" else "bf16"  # the autocast dtype that --precision auto uses there
+        low = "fp16" if device.type == "cuda" else "bf16"  # the low-precision autocast dtype offered there
         dtypes = (("fp32", torch.float32), (low, torch.float16 if low == "fp16" else torch.bfloat16))
         sizes = self.CUDA_SIZES if device.type == "cuda" else self.SIZES
         self.operands = [(label, torch.randn(2, n, n, dtype=dtype, device=device)) for n in sizes

@@ -140,10 +140,11 @@ def test_user_errors_raise(tiny_data, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_trains_on_cuda_with_auto_precision(tiny_data):
-    """On a GPU, auto is fp16 AMP + channels_last; the run finishes, scores, and matches fp32 loosely."""
-    amp = run(tiny_data, device="cuda", precision="auto")
-    fp32 = run(tiny_data, device="cuda", precision="fp32")
+def test_trains_on_cuda_in_fp16_and_auto(tiny_data):
+    """On a GPU, fp16 AMP + channels_last (with its GradScaler) finishes, scores, and matches fp32 loosely;
+    auto trains in fp32 there."""
+    amp = run(tiny_data, device="cuda", precision="fp16")
+    fp32 = run(tiny_data, device="cuda", precision="auto")
     assert amp.status == fp32.status == "trained", (amp.reason, fp32.reason)
     assert (amp.precision, fp32.precision) == ("fp16", "fp32") and amp.device.startswith("cuda")
     assert 0 <= amp.fitness <= 1 and "fitness" in amp.history[-1]
@@ -186,7 +187,9 @@ def test_precision_choice_by_cpu_feature(monkeypatch):
         P.resolve_precision("fp16", "cpu")
     with pytest.raises(NasError, match="'fp8' is unknown; use one of auto, fp32, bf16, fp16"):
         P.resolve_precision("fp8", "cpu")
-    cuda = P.resolve_precision("auto", "cuda")  # resolving needs no GPU
+    # resolving needs no GPU; auto is fp32 there (fp16 did not rank like fp32 on a GPU), fp16 on request
+    assert P.resolve_precision("auto", "cuda") == P.FP32
+    cuda = P.resolve_precision("fp16", "cuda")
     assert (cuda.name, cuda.autocast_dtype, cuda.channels_last, cuda.grad_scaler) == (
         "fp16", torch.float16, True, True)
     # the trainer refuses before loading anything

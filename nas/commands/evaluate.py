@@ -33,8 +33,8 @@ from nas.commands._options import DEVICE_HELP
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, sampling and augmentation.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="Training precision: auto = bf16 + channels_last on CPUs with native bf16 (else fp32), fp16 on "
-                   "CUDA (the search's default precision).")
+              help="Training precision: auto = bf16 + channels_last on CPUs with native bf16, fp32 elsewhere "
+                   "(the search's default precision).")
 @click.option(
     "--cache",
     "cache_dir",

@@ -39,8 +39,9 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
 @click.option("--eta", default=3, show_default=True, type=click.IntRange(min=2),
               help="Reduction factor of the rungs: rungs at epochs/eta^k, the top 1/eta go on.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="Proxy training precision: auto = bf16 + channels_last on CPUs with native bf16 (else fp32), "
-                   "fp16 + channels_last on CUDA. bf16 ranks candidates like fp32 (docs/FIDELITY.md).")
+              help="Proxy training precision: auto = bf16 + channels_last on CPUs with native bf16, fp32 elsewhere "
+                   "(GPUs too: fp16 did not rank like fp32 there). bf16 ranks candidates like fp32 "
+                   "(docs/FIDELITY.md).")
 @click.option("--worker", "is_worker", is_flag=True, hidden=True)
 def command(space, budget, trials, timeout, study_name, storage, sampler, seed, data, epochs, imgsz, batch, device,
             workers, early_stop, eta, precision, is_worker) -> None:

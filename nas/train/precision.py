@@ -1,9 +1,12 @@
 """Training precision: which autocast dtype and memory layout a proxy run uses on a device.
 
-"auto" picks the fastest setting that trains like fp32 on the hardware: bf16 autocast + channels_last on
-CPUs with native bf16 (AVX512-BF16 or AMX-BF16, about 2x faster there), fp16 AMP + channels_last on
-CUDA, plain fp32 elsewhere. Without native bf16 instructions, bf16 is emulated and slower than fp32, so
-asking for it is refused rather than silently slow.
+"auto" picks the fastest setting that ranks candidates like fp32 on the hardware: bf16 autocast +
+channels_last on CPUs with native bf16 (AVX512-BF16 or AMX-BF16; 1.5-2x faster there and ranking like fp32,
+docs/FIDELITY.md), plain fp32 elsewhere, GPUs included. On a GPU, fp16 AMP failed the same check (τ 0.71
+against fp32 at the same seed, below fp32's own seed-to-seed τ 0.79, on an H200) and gained no speed at the
+proxy's batch 8, whose steps are bound by the host (bench/results/gpu/); `--precision fp16` still runs it.
+Without native bf16 instructions, bf16 is emulated and slower than fp32, so asking for it is refused rather
+than silently slow.
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ def resolve_precision(precision: str, device: str | torch.device) -> Precision:
     if precision == "fp32":
         return FP32
     if dev.type == "cuda":
-        if precision in ("auto", "fp16"):
+        if precision == "auto":  # fp16 did not rank like fp32 on a GPU, nor train the proxy faster (see above)
+            return FP32
+        if precision == "fp16":
             return Precision("fp16", torch.float16, True)
         if not torch.cuda.is_bf16_supported():
             raise NasError("precision bf16: this GPU has no bf16 support; use --precision fp16 (or auto) or fp32")
