@@ -38,9 +38,9 @@ def _settings(precision: str, smoke: bool = False):
 
     if smoke:  # the plumbing only: tiny runs (--smoke)
         return replace(SMOKE, epochs=1, precision=precision)
-    o = SearchOptions(space="", budget=None)
-    return Settings(epochs=o.epochs, imgsz=o.imgsz, batch=o.batch, n_train=o.synthetic_train,
-                    n_val=o.synthetic_val, precision=precision)
+    o = SearchOptions.__dataclass_fields__
+    return Settings(epochs=o["epochs"].default, imgsz=o["imgsz"].default, batch=o["batch"].default,
+                    n_train=o["synthetic_train"].default, n_val=o["synthetic_val"].default, precision=precision)
 
 
 def _one(key: str, model_yaml: str, precision: str, seed: int, device: str, smoke: bool) -> dict:

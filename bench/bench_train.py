@@ -101,11 +101,10 @@ def part_a(model_name: str, repeats: int, imgsz: int, batch: int, n_train: int, 
 
 def part_b(model_name: str, epochs: int, imgsz: int, batch: int, precision: str = "auto") -> None:
     from nas.data import SyntheticConfig, clear_memory_cache, load_data_yaml, load_split, synthetic_dataset
-    from nas.search import SearchOptions
+    from nas.search import SYNTHETIC_TRAIN, SYNTHETIC_VAL
     from nas.train import train_and_evaluate
 
-    opts = SearchOptions(space="", budget=None)  # the search's synthetic set
-    cfg = SyntheticConfig(n_train=opts.synthetic_train, n_val=opts.synthetic_val, size=imgsz)
+    cfg = SyntheticConfig(n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL, size=imgsz)  # the search's synthetic set
     t = time.perf_counter()
     y = synthetic_dataset(cfg)
     gen = time.perf_counter() - t
@@ -385,9 +384,10 @@ def main() -> None:
     if "b" in args.part:  # the search's default proxy unless --epochs / --imgsz say otherwise
         from nas.search import SearchOptions
 
-        opts = SearchOptions(space="", budget=None)
+        fields = SearchOptions.__dataclass_fields__
         for m in models:
-            part_b(m, args.epochs or opts.epochs, args.imgsz or opts.imgsz, args.batch, args.precision)
+            part_b(m, args.epochs or fields["epochs"].default, args.imgsz or fields["imgsz"].default, args.batch,
+                   args.precision)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ from nas.record import (
 from nas.samplers import check_sampler, make_sampler
 
 CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
+# the built-in synthetic set a default search (and `nas evaluate`) trains and scores on: train / val images
+SYNTHETIC_TRAIN, SYNTHETIC_VAL = 512, 64
 
 
 @dataclass
@@ -69,8 +71,8 @@ class SearchOptions:
     early_stop: bool = True  # successive halving at rungs (nas.rungs); off: every candidate trains to the end
     eta: int = 3  # reduction factor: rungs at epochs / eta^k, the top 1/eta of a rung go on
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; prepare() resolves it to what the device runs
-    synthetic_train: int = 512
-    synthetic_val: int = 64
+    synthetic_train: int = SYNTHETIC_TRAIN
+    synthetic_val: int = SYNTHETIC_VAL
     sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one
     run_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{time.time()}")
 

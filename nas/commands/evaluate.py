@@ -125,10 +125,9 @@ def command(
         )
 
     from nas.data import SyntheticConfig
-    from nas.search import SearchOptions
+    from nas.search import SYNTHETIC_TRAIN, SYNTHETIC_VAL
 
-    defaults = SearchOptions(space="", budget=None)  # the search's synthetic set, at this imgsz
-    source = data or SyntheticConfig(n_train=defaults.synthetic_train, n_val=defaults.synthetic_val, size=imgsz)
+    source = data or SyntheticConfig(n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL, size=imgsz)  # the search's
     try:
         with progress:
             result = train_and_evaluate(

@@ -93,7 +93,7 @@ def resolve_precision(precision: str, device: str | torch.device) -> Precision:
         if precision == "fp16":
             return Precision("fp16", torch.float16, True)
         if not torch.cuda.is_bf16_supported():
-            raise NasError("precision bf16: this GPU has no bf16 support; use --precision fp16 (or auto) or fp32")
+            raise NasError("precision bf16: this GPU has no bf16 support; use --precision fp16, or fp32 (auto)")
         return Precision("bf16", torch.bfloat16, True)
     if dev.type != "cpu":
         raise NasError(f"precision {precision!r} on device {dev}: only fp32 is supported there; use --precision fp32")
