@@ -4,6 +4,7 @@
     python bench/bench_search.py --part gate     # one part: overhead | rejections | gate | samplers | wall | hv
     python bench/bench_search.py --part wall --minutes 10            # 4a, the README main command
     python bench/bench_search.py --part hv --minutes 10 --seeds 3    # 4b
+    python bench/bench_search.py --part workers --minutes 10        # 4c
 
 1. Per-trial overhead of sampling, rendering, the budget gate (meta-device count) and the study bookkeeping,
    against one default proxy training run of the same candidate (target: overhead under 1%).
@@ -24,6 +25,8 @@
       policies side by side, ratios to `old`;
    b) `hv`: hypervolume of the front (fitness max, GFLOPs min, reference (0, budget)) after equal wall time,
       `rungs` against `old`, over --seeds seeds.
+   c) `workers`: `nas search --workers K` (K processes of cores/K threads, journal storage) for K = 1 and 2,
+      candidates trained by the deadline, K = 1 as the baseline: small models use one core better than two.
    Only trials complete by the deadline count (the one running then is cut off). Each finished run is appended
    to bench/results/search.jsonl and skipped when the bench is run again with the same settings.
 """
@@ -470,10 +473,41 @@ def timed_part(part: str, policies: list[str], seeds: list[int], minutes: float,
               f"{statistics.mean(r['rejected'] for r in rs):8.1f} {cells[2] + sd:>16s}")
 
 
+def workers_part(minutes: float, counts: tuple[int, ...] = (1, 2)) -> None:
+    """The README main command as users run it, `nas search` in a subprocess, with K worker processes sharing
+    the cores (torch threads = cores / K each) on a journal storage, for `minutes` each, alternated;
+    candidates completed by the deadline, K=1 as the baseline."""
+    import datetime
+    import subprocess
+    import tempfile
+    from collections import Counter
+
+    from nas.record import read
+    from nas.storage import resolve_storage
+
+    print(f"workers: `nas search --space neck --budget 10gflops --workers K --storage journal:... --timeout "
+          f"{minutes:g}m`, default proxy; candidates completed within {minutes:g} min ({os.cpu_count()} cores)")
+    seen = {}
+    for k in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"journal:{tmp}/nas.journal"
+            subprocess.run(["nas", "search", "--space", str(NECK), "--budget", "10gflops", "--workers", str(k),
+                            "--storage", url, "--timeout", f"{minutes:g}m", "--trials", "10000"],
+                           cwd=tmp, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            trials = optuna.load_study(study_name="neck", storage=resolve_storage(url)).get_trials(deepcopy=False)
+        t0 = min(t.datetime_start for t in trials if t.datetime_start)
+        cut = t0 + datetime.timedelta(minutes=minutes)
+        done = Counter(read(t).outcome.value for t in trials
+                       if t.datetime_complete and t.datetime_complete <= cut and read(t).outcome)
+        seen[k] = done["trained"] + done["stopped"]
+        print(f"  --workers {k} ({max(1, (os.cpu_count() or 1) // k)} thread(s) each): {seen[k]} trained "
+              f"({seen[k] / seen[counts[0]]:.2f}x), {done['rejected']} rejected, {done['reused']} reused", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["overhead", "rejections", "gate", "samplers", "wall", "hv", "all"],
-                        default="all")
+    parser.add_argument("--part", choices=["overhead", "rejections", "gate", "samplers", "wall", "hv", "workers",
+                                           "all"], default="all")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall time per search (parts wall, hv)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per policy (part hv)")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="proxy epochs (parts wall, hv)")
@@ -490,6 +524,8 @@ def main() -> None:
         timed_part("wall", args.policies or list(POLICIES), [0], args.minutes, proxy, args.threads)
     if part == "hv":
         timed_part("hv", args.policies or ["rungs", "old"], list(range(args.seeds)), args.minutes, proxy, args.threads)
+    if part == "workers":
+        workers_part(args.minutes)
     if part in ("overhead", "all"):
         overhead()
     if part in ("rejections", "all"):
