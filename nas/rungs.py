@@ -50,7 +50,7 @@ FORMED_ON_BUILTIN_DATA = {4: 4, 8: 6}
 FORMED_FRACTION = 0.75
 
 
-def first_rung(epochs: int, eta: int = 3, formed_epoch: int | None = None) -> int:
+def first_rung(epochs: int, formed_epoch: int | None = None) -> int:
     """The earliest epoch a rung may sit at: where the audit's per-epoch tau says the ranking has formed, or,
     without an audit, where it formed on the built-in data (FORMED_ON_BUILTIN_DATA, else FORMED_FRACTION of
     the proxy). A first rung at the last epoch means no rung: nothing is stopped early."""
@@ -69,8 +69,8 @@ def study_rungs(study: Any, epochs: int, eta: int = 3) -> tuple[list[int], str]:
     audit = audit_summary(study)
     formed = getattr(audit, "formed_epoch", None)
     if audit is not None and formed is not None and audit.proxy_epochs == epochs:
-        return rung_epochs(epochs, eta, first_rung(epochs, eta, formed)), f"audit: ranking formed at epoch {formed}"
-    return (rung_epochs(epochs, eta, first_rung(epochs, eta)),
+        return rung_epochs(epochs, eta, first_rung(epochs, formed)), f"audit: ranking formed at epoch {formed}"
+    return (rung_epochs(epochs, eta, first_rung(epochs)),
             "no audit: where the ranking formed on the built-in data (docs/FIDELITY.md)")
 
 

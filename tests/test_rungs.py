@@ -228,19 +228,19 @@ def test_stops_a_real_proxy_run_at_the_first_rung(tmp_path, one_thread):
 # ------------------------------------------------------------------------ where the first rung goes
 
 
-@pytest.mark.parametrize(("epochs", "eta", "formed", "expected"), [
-    (8, 3, None, 6),  # no audit: where the ranking formed on the built-in data
-    (4, 3, None, 4),  # the default proxy: formed only at its last epoch, so no rung
-    (24, 3, None, 18),
-    (27, 3, None, 20),
-    (2, 3, None, 2),
-    (24, 3, 2, 2),  # the audit says the ranking forms at epoch 2
-    (8, 3, 6, 6),
+@pytest.mark.parametrize(("epochs", "formed", "expected"), [
+    (8, None, 6),  # no audit: where the ranking formed on the built-in data
+    (4, None, 4),  # the default proxy: formed only at its last epoch, so no rung
+    (24, None, 18),
+    (27, None, 20),
+    (2, None, 2),
+    (24, 2, 2),  # the audit says the ranking forms at epoch 2
+    (8, 6, 6),
 ])
-def test_first_rung(epochs, eta, formed, expected):
+def test_first_rung(epochs, formed, expected):
     from nas.rungs import first_rung
 
-    assert first_rung(epochs, eta, formed) == expected
+    assert first_rung(epochs, formed) == expected
 
 
 def test_the_default_proxy_has_no_rung_without_an_audit():
@@ -248,7 +248,7 @@ def test_the_default_proxy_has_no_rung_without_an_audit():
     from nas.search import SearchOptions
 
     epochs = SearchOptions(space="neck", budget=None).epochs
-    assert rung_epochs(epochs, 3, first_rung(epochs, 3)) == []
+    assert rung_epochs(epochs, 3, first_rung(epochs)) == []
 
 
 def _summary(**changes):
