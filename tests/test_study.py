@@ -389,6 +389,53 @@ def test_two_processes_lose_no_trial(kind: str, in_tmp: Path) -> None:
                 optuna.delete_study(study_name=name, storage=S.resolve_storage(url))
 
 
+OPEN_AT_ONCE = """
+import sys, time
+from nas import storage as S
+url, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))  # every process opens at the same moment
+study = S.create_or_resume(url, name, space_hash="h", attrs={"base": "yolov5n", "points": ["P3"]})
+print(study.user_attrs["space_hash"], study.user_attrs["base"])
+"""
+
+
+def _database(kind: str, action: str, db: str) -> None:
+    import sqlalchemy
+
+    admin = {"postgresql": "postgresql://postgres@127.0.0.1:5432/postgres", "mysql": "mysql://root@127.0.0.1:3306/test"}
+    engine = sqlalchemy.create_engine(S.normalize_url(admin[kind]), isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        force = " WITH (FORCE)" if action == "DROP" and kind == "postgresql" else ""  # our own pooled connection
+        c.execute(sqlalchemy.text(f"{action} DATABASE {db}{force}"))
+    engine.dispose()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_many_processes_open_one_new_server_study_at_once(kind: str, in_tmp: Path) -> None:
+    """Six processes open the same new study in a brand-new database at the same instant, four times over: they
+    race to create Optuna's tables and the study, and every one must open it (no `duplicate key` / `already
+    exists` error), with one study and its attributes."""
+    _server_or_skip({"postgresql": PG_URL, "mysql": MY_URL}[kind])
+    script = in_tmp / "open_at_once.py"
+    script.write_text(OPEN_AT_ONCE)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for _ in range(4):
+        db = f"nas_race_{uuid.uuid4().hex[:8]}"
+        url = {"postgresql": f"postgresql://postgres@127.0.0.1:5432/{db}", "mysql": f"mysql://root@127.0.0.1:3306/{db}"}[kind]
+        _database(kind, "CREATE", db)
+        try:
+            start = time.time() + 4.0  # time for all six to import nas and optuna first
+            procs = [subprocess.Popen([sys.executable, str(script), url, "s", str(start)], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(6)]
+            outs = [p.communicate(timeout=120) for p in procs]
+            assert [p.returncode for p in procs] == [0] * 6, [err[-500:] for _, err in outs]
+            assert all(out.split() == ["h", "yolov5n"] for out, _ in outs)
+            assert S.study_names(url) == ["s"]
+        finally:
+            _database(kind, "DROP", db)
+
+
 # ----------------------------------------------------------------------------------------- artifacts
 
 

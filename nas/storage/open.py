@@ -14,6 +14,7 @@ Every failure is a NasError naming the (password-masked) URL and the likely fix.
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 import warnings
 from pathlib import Path
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 DIRECTIONS = ("maximize", "minimize")
 METRIC_NAMES = ["fitness", "GFLOPs"]
 CONNECT_TIMEOUT = 5  # seconds to reach a database server
+SCHEMA_RACE_RETRIES = 20  # opens of a new server database that may meet another process creating its tables
 CREATE_RACE_WAIT = 3.0  # seconds a resuming process waits for a concurrent creator to write the attrs
 
 
@@ -135,7 +137,6 @@ def _check_journal_head(path: Path) -> None:
 
 
 def _rdb_storage(url: str, create: bool) -> BaseStorage:
-    import optuna
 
     masked = mask_url(url)
     created = _Created()
@@ -154,22 +155,46 @@ def _rdb_storage(url: str, create: bool) -> BaseStorage:
     elif url.startswith(("postgresql", "mysql", "mariadb")):
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat.HEARTBEAT_INTERVAL,
-                grace_period=heartbeat.GRACE_PERIOD,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=heartbeat.MAX_RETRY),
-            )
+        storage = _open_rdb(url, engine_kwargs)
         if db_file is not None:
             _fast_sqlite(storage)
         return storage
     except Exception as e:  # noqa: BLE001 - drivers raise many types; all become one line
         created.undo()
         raise NasError(f"cannot open storage {masked}: {one_line(e)}; {_rdb_fix(url, e)}") from None
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any]) -> BaseStorage:
+    """Optuna's RDBStorage with nas's heartbeat. Several processes opening a new server database at once race
+    to create Optuna's tables (PostgreSQL: duplicate key on pg_type; MySQL: 1050 table already exists; both:
+    a duplicate version_info row): such an error means another process is creating the schema, so wait and
+    open again, when the tables are there."""
+    import optuna
+
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat.HEARTBEAT_INTERVAL,
+                    grace_period=heartbeat.GRACE_PERIOD,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=heartbeat.MAX_RETRY),
+                )
+        except Exception as e:
+            if attempt == SCHEMA_RACE_RETRIES or not is_schema_race(e):
+                raise
+            time.sleep(0.1 * (attempt + 1) + random.random() * 0.1)
+    raise AssertionError("unreachable")
+
+
+def is_schema_race(e: BaseException) -> bool:
+    """True for the errors a concurrent creation of the same tables, types or rows raises."""
+    text = f"{e} {getattr(e, 'orig', '')}".lower()
+    return (type(e).__name__ == "IntegrityError" or "already exists" in text or "duplicate key" in text
+            or "duplicate entry" in text)
 
 
 def _fast_sqlite(storage: BaseStorage) -> None:
