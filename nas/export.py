@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import __version__
 from nas.errors import NasError
+from nas.files import check_output, write_text
 from nas.pareto import best, knee, pareto_front, select_trial, tied_with
 from nas.record import describe, read, read_study
 from nas.results import proxy_text
@@ -191,19 +190,6 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
     return "\n".join(lines) + "\n"
 
 
-def _check_writable(out: Path) -> None:
-    folder = out.parent if str(out.parent) else Path(".")
-    if out.exists() and out.is_dir():
-        raise NasError(f"--out {out} is a folder; name a file such as {out / 'best.yaml'}")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".nas-export-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise NasError(f"cannot write --out {out}: {e.strerror or e}; choose a writable path") from None
-
-
 def export_best(
     study: optuna.Study,
     out: str | Path,
@@ -214,19 +200,12 @@ def export_best(
     store: FileSystemArtifactStore | None = None,
 ) -> Export:
     """Choose a trial, check that its YAML rebuilds what was scored, and write it with a comment header."""
-    out = Path(out)
-    _check_writable(out)
+    out = check_output(out, "--out")
     t = select_trial(study, trial=trial, max_gflops=max_gflops, pick=pick)
     text = trial_model_yaml(study, t, store)
     _, params, gflops = round_trip(study, t, text)
     notes = pick_notes(study, t, trial=trial, max_gflops=max_gflops, pick=pick)
     body = header(study, t, params, gflops, out, notes) + text.rstrip("\n") + "\n"
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(body, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise NasError(f"cannot write --out {out}: {e.strerror or e}; choose a writable path") from None
+    write_text(out, body, "--out")
     return Export(out, t.number, read(t).objective_fitness, gflops, params, study_imgsz(study), body,
                   notes.lines(t.number))

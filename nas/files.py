@@ -25,7 +25,7 @@ def _what_is(path: Path) -> str | None:
     """None for a missing path or a regular file (links followed), else what the path is."""
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # missing (a file on the way is reported by the caller)
         return None
     except OSError as e:
         return f"unreadable ({e.strerror or e})"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.budget import Budget, format_params
 from nas.errors import NasError
+from nas.files import check_output, guarded_output
 from nas.pareto import closest_to_budget, count_outcomes, is_feasible, pareto_front, ties, twins
 from nas.record import Outcome, TrialRecord, describe, read, read_study
 
@@ -399,16 +400,14 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 def plot_front(study: optuna.Study, path: str | Path, y: str = "fitness") -> Path:
-    """Save `front_figure` to a picture file (PNG, PDF, SVG or JPG by its suffix)."""
+    """Save `front_figure` to a picture file (PNG, PDF, SVG or JPG by its suffix) through the guarded writer."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
+    path = check_output(path, "--plot")
     fig = front_figure(study, y)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    except OSError as e:
-        raise NasError(f"cannot write the plot {path}: {e.strerror or e}; choose a writable path") from None
+        with guarded_output(path, "--plot") as tmp:
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
     return path

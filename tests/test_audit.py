@@ -196,6 +196,12 @@ def aux_trials():
 
 
 def test_audit_end_to_end_resumes_without_redoing_runs(workdir):
+    import os
+
+    os.mkfifo(workdir / "pipe.png")
+    r = audit("--candidates", "3", "--seeds", "1", "--plot", "pipe.png")  # refused before any run
+    assert r.exit_code == 2 and "--plot pipe.png is a FIFO (named pipe)" in r.output, r.output
+    assert aux_name("space") not in optuna.get_all_study_names(STORAGE)
     r = audit("--candidates", "3", "--seeds", "1", "--max-jobs", "2")
     assert r.exit_code == 0, r.output
     first = {t.user_attrs["job"]: t.user_attrs["wall_time"] for t in aux_trials() if t.state == TrialState.COMPLETE}

@@ -769,3 +769,98 @@ def test_yolov5_registration_rejects_width_changing_rows() -> None:
     same["backbone"][9] = [-1, 1, "FocalModulation", [1024, 2, 3]]  # the usual SPPF swap keeps the width
     row = prepare_cfg(same)["backbone"][9]
     assert row[2] == "FocalModulation" and row[3][0] == 256 and row[3][1]["focal_level"] == 2
+
+
+# ------------------------------------------------- the guarded writer (issue 22): only new or regular files
+
+
+def _special(kind: str, path: Path) -> Path:
+    """Make a FIFO, a socket, a folder or (as root) a character device at `path`."""
+    import os
+    import socket
+    import stat
+
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+    elif kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root")
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # the same device as /dev/full
+        except PermissionError:
+            pytest.skip("this container may not make device nodes")
+    return path
+
+
+def _kind(path: Path) -> int:
+    import stat
+
+    return stat.S_IFMT(path.lstat().st_mode)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "folder", "device"])
+def test_export_and_plot_refuse_what_is_not_a_regular_file(made: dict[str, Any], tmp_path: Path, kind: str) -> None:
+    target = _special(kind, tmp_path / f"target-{kind}.yaml")
+    before = _kind(target)
+    msg = one_line_error(run("export-best", "--out", str(target)))
+    assert str(target) in msg and "nas writes only a new file or over a regular file" in msg
+    assert _kind(target) == before  # still the FIFO / socket / folder / device it was
+    png = _special(kind, tmp_path / f"front-{kind}.png")
+    msg = one_line_error(run("pareto", "--plot", str(png)))
+    assert str(png) in msg
+    assert _kind(png) == _kind(target)
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name or p.name.startswith(".target")]
+
+
+def test_a_failing_write_leaves_the_previous_file_intact(made: dict[str, Any], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    out = tmp_path / "best.yaml"
+    assert run("export-best", "--out", str(out)).exit_code == 0
+    old = out.read_bytes()
+    out.chmod(0o444)  # a previous export the user keeps; the write must not need to open it
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)  # the data could not reach the disk
+    msg = one_line_error(run("export-best", "--out", str(out), "--pick", "knee"))
+    assert "No space left on device" in msg and "the previous file (if any) is unchanged" in msg
+    assert out.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".best")] == []
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    png = tmp_path / "front.png"
+    png.write_bytes(b"old picture")
+    import matplotlib.figure
+
+    def broken(self: Any, *a: Any, **k: Any) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    msg = one_line_error(run("pareto", "--plot", str(png)))
+    assert "Read-only file system" in msg and png.read_bytes() == b"old picture"
+
+
+def test_guarded_writer_follows_a_link_to_a_regular_file_and_creates_missing_folders(tmp_path: Path) -> None:
+    from nas.files import write_text
+
+    real = tmp_path / "real.yaml"
+    real.write_text("old")
+    link = tmp_path / "link.yaml"
+    link.symlink_to(real)
+    assert write_text(link, "new") == real
+    assert link.is_symlink() and real.read_text() == "new"
+    deep = tmp_path / "a" / "b" / "c.yaml"
+    assert write_text(deep, "x") == deep and deep.read_text() == "x"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NasError, match="is not a folder"):
+        write_text(tmp_path / "file" / "c.yaml", "x")

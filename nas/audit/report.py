@@ -21,6 +21,7 @@ from nas.audit.stats import (
     pooled_sd,
     seed_sd,
 )
+from nas.files import check_output, guarded_output
 
 # every score is "higher is better"; the loss scores are negated
 SCORES = {
@@ -273,7 +274,7 @@ def plot(r: AuditReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
+    path = check_output(path, "--plot")
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
     rows = [row for row in r.rows if row["reference"] is not None and row["seeds"]]
     for row in rows:
@@ -302,7 +303,9 @@ def plot(r: AuditReport, path: str | Path) -> Path:
     bx.legend(fontsize=7, loc="lower right")
     bx.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with guarded_output(path, "--plot") as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return path

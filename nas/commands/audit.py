@@ -10,6 +10,7 @@ import time
 import click
 
 from nas.commands._options import DEVICE_HELP, STORAGE_HELP, STUDY_HELP
+from nas.files import check_output
 
 
 @click.command("audit")
@@ -53,6 +54,8 @@ def command(study_name, storage, candidates, reference_epochs, seeds, models, pl
         raise NasError(f"unexpected argument(s) {extra}; did you mean --models {extra}?")
     if plot_path and (Path(plot_path).is_dir() or Path(plot_path).suffix.lower() not in (".png", ".pdf", ".svg")):
         raise NasError(f"--plot {plot_path}: name a picture file ending in .png, .pdf or .svg, e.g. --plot audit.png")
+    if plot_path:
+        check_output(plot_path, "--plot")  # refused before hours of training, not after
     opts = AuditOptions(study=study_name, storage=storage, candidates=candidates, reference_epochs=reference_epochs,
                         seeds=seeds, models=[*models, *more_models], device=device, max_jobs=max_jobs)
     plan = prepare(opts)

@@ -7,6 +7,7 @@ import json
 import click
 
 from nas.commands._options import STORAGE_HELP, STUDY_HELP
+from nas.files import check_output
 
 
 @click.command("pareto")
@@ -53,6 +54,7 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
         if Path(plot_path).is_dir() or suffix not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
             raise NasError(f"--plot {plot_path}: name a picture file ending in .png, .pdf, .svg or .jpg, "
                            f"e.g. --plot front.png")
+        check_output(plot_path, "--plot")
     study = load_nas_study(storage, study_name)
     report = front_report(study, mask_url(storage))
     if plot_path:
