@@ -135,15 +135,20 @@ def _fix(dynamo: bool, opset: int) -> str:
     return f"try the {'torchscript' if dynamo else 'dynamo'} exporter (dynamo={not dynamo}) or another opset"
 
 
-def run_onnxruntime(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """The ONNX file's first output on `x`, onnxruntime CPU with `threads` intra-op threads."""
+def ort_session(path: str | Path, threads: int = 1) -> Any:
+    """An onnxruntime CPU InferenceSession with `threads` intra-op threads (and one inter-op thread)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnxruntime(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """The ONNX file's first output on `x`, onnxruntime CPU with `threads` intra-op threads."""
+    sess = ort_session(path, threads)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
@@ -160,7 +165,7 @@ def export_onnx(model: nn.Module, imgsz: tuple[int, int], path: str | Path, *, o
 
     exporter = "dynamo" if dynamo else "torchscript"
     what = describe(model)
-    h, w = (int(v) for v in imgsz)
+    h, w = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(v) for v in imgsz)
     stride = int(max(getattr(model, "stride", torch.tensor([1])).tolist()))
     if h <= 0 or w <= 0 or h % stride or w % stride:
         raise NasError(f"ONNX export of {what}: imgsz {h}x{w} must be positive multiples of the stride {stride}")
