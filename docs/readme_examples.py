@@ -59,6 +59,7 @@ EXAMPLES: dict[str, Example] = {
     "blocks": Example(["nas blocks --channels 128 --imgsz 40x40"]),
     "space": Example(["nas space search_spaces/sppf.yaml"]),
     "evaluate": Example(["nas evaluate yolov5n"]),
+    "memory": Example(["nas search --space neck --budget 10gflops --imgsz 100000"]),
     "search": Example(["nas search --space search_spaces/neck.yaml --budget 10gflops"], head=8, tail=24,
                       keep=r"-> (rejected|stopped)", time_it=True, show_command=False),
     "pareto": Example(["nas pareto"], needs=["search"]),

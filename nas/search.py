@@ -207,7 +207,7 @@ class Objective:
         result = train_and_evaluate(cfg, data=self.data_spec, epochs=opts.epochs, imgsz=opts.imgsz,
                                     batch=opts.batch, seed=opts.seed, device=opts.device, callback=on_epoch,
                                     batch_callback=self.progress.batch_end, precision=opts.precision,
-                                    eval_epochs=self.eval_epochs())
+                                    eval_epochs=self.eval_epochs(), too_big="fail")
         history = [_round_record(r) for r in result.history]
         write(trial, wall_time=round(result.wall_time, 3))
         write_history(trial, history, self.store)
@@ -377,11 +377,12 @@ def resolve_search_data(opts: SearchOptions, space=None):
     from nas.data import SyntheticConfig
     from nas.train.trainer import resolve_data
 
-    if opts.data:
-        spec = resolve_data(opts.data, opts.imgsz)
-    else:
-        spec = resolve_data(SyntheticConfig(n_train=opts.synthetic_train, n_val=opts.synthetic_val,
-                                            size=opts.imgsz), opts.imgsz)
+    synthetic = SyntheticConfig(n_train=opts.synthetic_train, n_val=opts.synthetic_val, size=opts.imgsz)
+    if space is not None:  # before an image is made or read: the base at its widest and deepest must fit
+        widest = dict(space.base_cfg, depth_multiple=max(space.depth_multiple),
+                      width_multiple=max(space.width_multiple))
+        check_search_memory(widest, opts, space.nc, synthetic)
+    spec = resolve_data(opts.data, opts.imgsz) if opts.data else resolve_data(synthetic, opts.imgsz)
     from nas.data import load_split
 
     for split in ("train", "val"):  # missing or empty splits fail here, before any study is touched
@@ -390,6 +391,23 @@ def resolve_search_data(opts: SearchOptions, space=None):
         raise NasError(f"{space.path}: nc={space.nc} but the data has {spec.nc} classes ({opts.data or 'synthetic'}); "
                        f"remove nc from the space or use matching data")
     return spec
+
+
+def check_search_memory(cfg: dict, opts: SearchOptions, nc: int | None, synthetic) -> None:
+    """NasError when training cfg at --imgsz and --batch cannot fit in this machine's memory."""
+    from nas.data.dataset import list_images
+    from nas.train.memory import check_proxy_memory
+    from nas.train.trainer import resolve_data
+
+    if opts.data:
+        spec = resolve_data(opts.data, opts.imgsz)
+        where = str(spec.yaml) if spec.yaml else "the data dict"
+        n_train, n_val = (len(list_images(getattr(spec, s), s, where)) for s in ("train", "val"))
+        nc = nc or spec.nc
+    else:
+        n_train, n_val, nc = synthetic.n_train, synthetic.n_val, nc or len(synthetic.names)
+    check_proxy_memory(cfg, nc, opts.imgsz, opts.batch, n_train, n_val,
+                       what=f"the space's base at width {cfg['width_multiple']}")
 
 
 def run_search(opts: SearchOptions, progress: Progress | None = None, space=None, study=None,

@@ -318,3 +318,23 @@ def test_proxy_repeats_train_at_the_studys_precision_and_references_in_fp32(work
     r = audit("--candidates", "3", "--seeds", "1", "--max-jobs", "4")
     assert r.exit_code == 0, r.output
     assert sorted(set(seen)) == [(1, "bf16"), (2, "fp32")], seen  # proxy: 1 epoch at bf16; reference: fp32
+
+
+def test_a_candidate_that_cannot_fit_in_memory_is_refused_before_any_job(workdir, monkeypatch):
+    import sqlite3
+
+    from nas.train import memory
+
+    def dump() -> list[str]:
+        with sqlite3.connect(workdir / "studies" / "nas.db") as db:
+            return list(db.iterdump())
+
+    before = dump()
+    monkeypatch.setattr(memory, "available_memory", lambda: (1 << 20, "a 1 MiB test limit"))
+    r = audit()
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --imgsz 64 --batch 8 does not fit in memory"), r.stderr
+    assert "1 MiB test limit" in lines[0] and "GiB" in lines[0]
+    assert optuna.study.get_all_study_names(STORAGE) == ["space"]  # no audit study was made
+    assert dump() == before  # every row of the searched study as it was

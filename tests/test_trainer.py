@@ -161,7 +161,7 @@ def test_build_problems(tiny_data, monkeypatch):
     def crash(*a, **k):
         raise RuntimeError("out of memory while building")
 
-    monkeypatch.setattr("nas.model.build_model", crash)  # anything else while building: a failed candidate
+    monkeypatch.setattr("nas.train.trainer.build_model", crash)  # anything else while building: a failed candidate
     r = run(tiny_data)
     assert r.status == "failed" and r.reason == "model build: RuntimeError: out of memory while building"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import yaml
+
 from nas.audit.candidates import MIN_CANDIDATES, Candidate, model_candidates, select_candidates, study_candidates
 from nas.audit.jobs import (
     AUX_SUFFIX,
@@ -32,6 +34,8 @@ from nas.audit.links import (
     upload_text,
 )
 from nas.audit.report import AuditReport, AuditSummary, CandidateRuns, build_report
+from nas.data import load_split
+from nas.train.memory import check_proxy_memory
 
 SUMMARY_ATTR = "audit"  # study user attr holding the AuditSummary of the last finished audit
 
@@ -127,10 +131,19 @@ def prepare(opts: AuditOptions) -> Plan:
                            f"ranks at least {MIN_CANDIDATES}: search more (nas search ... --trials "
                            f"{MIN_CANDIDATES + 2}) or audit named models with --models yolov5n yolov5s yolov5m")
         cands = _stored_selection(opts, study, pool) or select_candidates(pool, opts.candidates)
+    _check_memory(cands, data, proxy)
     jobs = plan_jobs(cands, epochs, ref_epochs, int(proxy.get("seed", 0)), opts.seeds)
     plan = Plan(study, opts.storage, proxy, data, cands, jobs, ref_epochs, opts.seeds)
     plan.precision(opts.device)  # the study's precision must run here: say so before any job is queued
     return plan
+
+
+def _check_memory(cands: list[Candidate], data, proxy: dict) -> None:
+    """NasError before any job when a candidate's proxy run cannot fit in this machine's memory."""
+    imgsz, batch = int(proxy["imgsz"]), int(proxy.get("batch", 8))
+    n_train, n_val = (len(load_split(data, s, imgsz)) for s in ("train", "val"))
+    for c in cands:
+        check_proxy_memory(yaml.safe_load(c.model_yaml), data.nc, imgsz, batch, n_train, n_val, what=c.label)
 
 
 def _selection_key(opts: AuditOptions) -> dict:

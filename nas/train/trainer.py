@@ -23,13 +23,15 @@ import torch
 from torch import nn
 
 from nas.data.augment import color_jitter
-from nas.data.dataset import Augment, DataSpec, ImageSet, batches, load_data_yaml, load_split
+from nas.data.dataset import Augment, DataSpec, ImageSet, batches, list_images, load_data_yaml, load_split
 from nas.data.synthetic import SyntheticConfig, synthetic_dataset
 from nas.device import parse_device
 from nas.errors import NasError
+from nas.model import build_model, load_cfg
 from nas.record import CandidateFailed, Outcome
 from nas.train.boxes import non_max_suppression, scale_boxes
 from nas.train.loss import DetectionLoss, detect_head
+from nas.train.memory import memory_problem
 from nas.train.metrics import coco_map, fitness
 from nas.train.precision import FP32, Precision, resolve_precision
 
@@ -142,6 +144,37 @@ def resolve_data(
     if isinstance(data, SyntheticConfig):
         return load_data_yaml(synthetic_dataset(data, cache_dir))
     return load_data_yaml(data)
+
+
+def _memory_problem(model: str | Path | dict | nn.Module, data, imgsz: int, batch: int,
+                    cache_dir: str | Path | None) -> str | None:
+    """Why the run cannot fit in memory, or None; counts the splits without making or decoding an image."""
+    if isinstance(model, nn.Module):
+        cfg = getattr(model, "yaml", None)
+        if not isinstance(cfg, dict):
+            return None  # a bare module: nothing to count on the meta device
+    else:
+        try:
+            cfg = load_cfg(model)
+        except NasError:
+            return None  # the build reports a bad model YAML, with its file and layer
+    if data is None or (isinstance(data, str) and data == "synthetic" and not Path(data).exists()):
+        data = SyntheticConfig(size=imgsz)
+    if isinstance(data, SyntheticConfig):
+        nc, n_train, n_val = len(data.names), data.n_train, data.n_val
+    else:
+        spec = resolve_data(data, imgsz, cache_dir)
+        where = str(spec.yaml) if spec.yaml else "the data dict"
+        nc = spec.nc
+        n_train, n_val = (len(list_images(getattr(spec, s), s, where)) for s in ("train", "val"))
+    try:
+        return memory_problem(cfg, nc, imgsz, batch, n_train, n_val, what=_model_name(model))
+    except Exception:  # noqa: BLE001 - a model that does not build or run is reported by the run, with its reason
+        return None
+
+
+def _model_name(model: str | Path | dict | nn.Module) -> str:
+    return str(model) if isinstance(model, (str, Path)) else "the model"
 
 
 def build_optimizer(model: nn.Module, hyp: Hyp, batch: int) -> torch.optim.SGD:
@@ -276,8 +309,6 @@ def _build(model: str | Path | dict | nn.Module, nc: int, names: list[str]) -> n
         if det_nc != nc:
             raise NasError(f"the model predicts {det_nc} classes but the data has {nc}; build it with nc={nc}")
         return model
-    from nas.model import build_model
-
     m = build_model(model, nc=nc)
     if hasattr(m, "names"):
         try:
@@ -303,6 +334,7 @@ def train_and_evaluate(
     eval_epochs: Collection[int] | Callable[[int], bool] | None = None,
     deterministic: bool = True,
     batch_callback: Callable[[int, int, int], None] | None = None,
+    too_big: str = "error",
 ) -> ProxyResult:
     """Train a model (built-in name, YAML path, cfg dict, or module) briefly and score it on the val split.
 
@@ -316,6 +348,8 @@ def train_and_evaluate(
     split is always scored in float32. eval_epochs: the 1-based epochs to score on the val split (a
     collection, or a predicate on the epoch), the last epoch always; None scores every epoch. Records of
     the other epochs carry the training losses but no mAP50, mAP50-95 or fitness keys.
+    Before any image is made or read, the run's memory is estimated (nas.train.memory); when it exceeds what
+    is available, too_big="error" raises NasError and too_big="fail" returns a failed result saying so.
     """
     t_start = time.perf_counter()
     hyp = Hyp.from_any(hyp)
@@ -327,6 +361,13 @@ def train_and_evaluate(
     result = ProxyResult(seed=seed, imgsz=imgsz, device=str(dev), precision=prec.name)
 
     t0 = time.perf_counter()
+    too_much = _memory_problem(model_cfg_or_module, data, imgsz, batch, cache_dir)
+    if too_much and too_big == "fail":
+        result.status, result.reason = Outcome.FAILED, too_much
+        result.wall_time = time.perf_counter() - t_start
+        return result
+    if too_much:
+        raise NasError(too_much)
     spec = resolve_data(data, imgsz, cache_dir)
     train_set = load_split(spec, "train", imgsz)
     val_set = load_split(spec, "val", imgsz)
