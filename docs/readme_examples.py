@@ -53,9 +53,11 @@ class Example:
 
 
 DEMO = "--study demo --storage sqlite:///studies/demo.db"
+ONNX_DEMO = "--study onnx-demo --storage sqlite:///studies/onnx-demo.db"
 
 EXAMPLES: dict[str, Example] = {
     "profile": Example(["nas profile yolov5s"], head=12, tail=6),
+    "profile-onnx": Example(["nas profile yolov5n --onnx yolov5n.onnx"], head=1, tail=3),
     "blocks": Example(["nas blocks --channels 128 --imgsz 40x40"]),
     "space": Example(["nas space search_spaces/sppf.yaml"]),
     "evaluate": Example(["nas evaluate yolov5n"]),
@@ -65,6 +67,11 @@ EXAMPLES: dict[str, Example] = {
     "pareto": Example(["nas pareto"], needs=["search"]),
     "export": Example(["nas export-best --out best.yaml", "cat best.yaml"], head=18, tail=6, needs=["search"]),
     "knee": Example(["nas export-best --pick knee --out knee.yaml"], needs=["search"]),
+    # --onnx on a demo study of 3 one-epoch candidates; trial 3 has GE, FLA and GE after P3, P4, P5
+    "export-onnx": Example([f"nas export-best {ONNX_DEMO} --trial 3 --out demo.yaml --onnx demo.onnx",
+                            "grep '^# choices' demo.yaml"],
+                           setup=[f"nas search --space search_spaces/neck.yaml --budget 10gflops {ONNX_DEMO} "
+                                  f"--epochs 1 --imgsz 64 --trials 3"]),
     # `nas audit` at demo scale: a 2-epoch, 128 px study of 8 candidates, audited against 8-epoch training
     "audit": Example([f"nas audit {DEMO} --candidates 6 --seeds 1 --plot audit.png"], head=4, tail=31,
                      setup=[f"nas search --space search_spaces/neck.yaml --budget 10gflops {DEMO} --epochs 2 "
@@ -114,10 +121,12 @@ def render(name: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def splice(readme: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- example: {re.escape(name)} -->\n```[a-z]*\n)(.*?)(\n```\n<!-- /example -->)", re.S)
+    # the closing fence at a line start, so an empty block ends at its own fence, not the next example's
+    pattern = re.compile(rf"(<!-- example: {re.escape(name)} -->\n```[a-z]*\n)(.*?)(^```\n<!-- /example -->)",
+                         re.S | re.M)
     if not pattern.search(readme):
         raise SystemExit(f"error: README.md has no '<!-- example: {name} -->' block followed by a code fence")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(3), readme, count=1)
+    return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(3), readme, count=1)
 
 
 def markers(readme: str) -> list[str]:

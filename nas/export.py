@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from nas.audit import AuditSummary
+    from nas.onnx_export import OnnxReport
 
 GFLOPS_RTOL = 1e-6
 
@@ -36,6 +37,13 @@ class Export:
     imgsz: tuple[int, int]
     text: str
     notes: list[str] = field(default_factory=list)  # what the user should know about the pick (knee, ties)
+    onnx: OnnxReport | None = None  # with --onnx: the checked ONNX export of the same model
+
+    def to_dict(self, study: str) -> dict[str, Any]:
+        """export-best --json's document."""
+        return {"path": str(self.path), "study": study, "trial": self.trial, "fitness": self.fitness,
+                "gflops": round(self.gflops, 6), "params": self.params, "imgsz": list(self.imgsz),
+                "notes": self.notes, "onnx": None if self.onnx is None else self.onnx.to_dict()}
 
 
 @dataclass
@@ -198,14 +206,44 @@ def export_best(
     max_gflops: float | None = None,
     pick: str | None = None,
     store: FileSystemArtifactStore | None = None,
+    onnx: str | Path | None = None,
+    onnx_opset: int | None = None,
+    onnx_exporter: str = "torchscript",
 ) -> Export:
-    """Choose a trial, check that its YAML rebuilds what was scored, and write it with a comment header."""
+    """Choose a trial, check that its YAML rebuilds what was scored, and write it with a comment header.
+
+    With `onnx`, the same model (built on the CPU, seeded weights) is also exported to that path at the study's
+    imgsz and checked in onnxruntime first; a failed check writes neither file."""
     out = check_output(out, "--out")
+    onnx_path = None
+    if onnx is not None:  # before any work: the path can be written and the packages are there
+        from nas.onnx_export import check_target
+
+        onnx_path = check_target(onnx, onnx_exporter, other=out)
     t = select_trial(study, trial=trial, max_gflops=max_gflops, pick=pick)
     text = trial_model_yaml(study, t, store)
-    _, params, gflops = round_trip(study, t, text)
+    cfg, params, gflops = round_trip(study, t, text)
     notes = pick_notes(study, t, trial=trial, max_gflops=max_gflops, pick=pick)
     body = header(study, t, params, gflops, out, notes) + text.rstrip("\n") + "\n"
+    imgsz = study_imgsz(study)
+    report = None
+    if onnx_path is not None:
+        report = _export_onnx(study, t, cfg, params, imgsz, onnx_path, onnx_opset, onnx_exporter)
     write_text(out, body, "--out")
-    return Export(out, t.number, read(t).objective_fitness, gflops, params, study_imgsz(study), body,
-                  notes.lines(t.number))
+    return Export(out, t.number, read(t).objective_fitness, gflops, params, imgsz, body, notes.lines(t.number),
+                  report)
+
+
+def _export_onnx(study: optuna.Study, t: FrozenTrial, cfg: dict[str, Any], params: int, imgsz: tuple[int, int],
+                 path: Path, opset: int | None, exporter: str) -> OnnxReport:
+    """The round-tripped YAML built for real (seeded weights), its params checked again, exported and checked."""
+    from nas.onnx_export import build_seeded, default_opset, export_onnx
+
+    where = f"trial {t.number} of study {study.study_name!r}"
+    model = build_seeded({**cfg, "_source": where})
+    real = sum(p.numel() for p in model.parameters())
+    if real != params:
+        raise NasError(f"{where}: built on the CPU the model YAML has {real} params, on the meta device {params}; "
+                       "refusing to export an ONNX file of another model")
+    return export_onnx(model, imgsz, path, opset=default_opset(exporter) if opset is None else opset,
+                       dynamo=exporter == "dynamo")

@@ -52,6 +52,20 @@ def check_output(path: str | Path, option: str = "--out") -> Path:
     return path
 
 
+def check_writable(path: str | Path, option: str = "--out") -> Path:
+    """`check_output`, plus a probe file made and removed at once in the nearest existing folder on the way: for
+    outputs that take long to produce, so a place that cannot be written is refused before the work."""
+    target = check_output(path, option)
+    folder = next((f for f in [target.parent, *target.parent.parents] if f.exists()), Path("."))
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.stem}."[:40], suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise NasError(f"cannot write {option} {target}: {e.strerror or e}; choose a writable path") from None
+    return target
+
+
 @contextlib.contextmanager
 def guarded_output(path: str | Path, option: str = "--out") -> Iterator[Path]:
     """Yield a temporary path (same folder, same suffix) to write the whole file to; on success it is synced and
@@ -72,6 +86,8 @@ def guarded_output(path: str | Path, option: str = "--out") -> Iterator[Path]:
         yield tmp_named
         _fsync(tmp_named)
         check_output(target, option)  # still a regular file or missing after the write
+        with contextlib.suppress(OSError):  # mkstemp made it 0600: the replaced file's mode, or a new file's
+            os.chmod(tmp_named, _mode(target))
         os.replace(tmp_named, target)
         _fsync(folder, directory=True)
     except OSError as e:
@@ -81,6 +97,16 @@ def guarded_output(path: str | Path, option: str = "--out") -> Iterator[Path]:
         for leftover in (tmp, tmp_named):
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+def _mode(target: Path) -> int:
+    """The mode of the file being replaced, or a new file's (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync(path: Path, directory: bool = False) -> None:

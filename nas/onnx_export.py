@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from nas.errors import NasError
-from nas.files import guarded_output
+from nas.files import check_writable, guarded_output
 
 MISSING = "--onnx needs onnx and onnxruntime: pip install 'nas[onnx]'"
 DYNAMO_MISSING = "--onnx with the dynamo exporter also needs onnxscript: pip install 'nas[onnx]'"
+EXPORTERS = ("torchscript", "dynamo")
 
 
 @dataclass
@@ -129,10 +130,12 @@ def _export(wrapper: nn.Module, x: torch.Tensor, tmp: Path, opset: int, dynamo: 
 
 
 def _fix(dynamo: bool, opset: int) -> str:
+    """What to try next, in the CLI's options and export_onnx's arguments."""
     if dynamo and opset < 18:
         return ("use opset 18 or more with the dynamo exporter (it writes opset 18 and converts down), "
-                "or the torchscript exporter (dynamo=False)")
-    return f"try the {'torchscript' if dynamo else 'dynamo'} exporter (dynamo={not dynamo}) or another opset"
+                "or the torchscript exporter (--onnx-exporter torchscript, dynamo=False)")
+    other = "torchscript" if dynamo else "dynamo"
+    return f"try the {other} exporter (--onnx-exporter {other}, dynamo={not dynamo}) or another opset (--onnx-opset)"
 
 
 def ort_session(path: str | Path, threads: int = 1) -> Any:
@@ -203,3 +206,40 @@ def export_onnx(model: nn.Module, imgsz: tuple[int, int], path: str | Path, *, o
     return OnnxReport(path=str(path), opset=int(written), exporter=exporter, max_abs_error=max_abs,
                       max_rel_error=max_rel, tolerance=tolerance, passed=ok, onnxruntime=onnxruntime.__version__,
                       size_bytes=size, output_shape=tuple(int(s) for s in got.shape))
+
+
+# ----------------------------------------------------------------------- the CLI's --onnx (export-best, profile)
+
+
+def default_opset(exporter: str) -> int:
+    """17 for the torchscript exporter; 18 for dynamo, which writes 18 and cannot always convert down."""
+    return 18 if exporter == "dynamo" else 17
+
+
+def check_target(path: str | Path, exporter: str = "torchscript", *, other: Path | None = None,
+                 other_option: str = "--out") -> Path:
+    """Before any work: the --onnx path can be written (a missing path or a regular file, in a folder nas can
+    write to), it is not the command's other output, and the packages the exporter needs are installed."""
+    target = check_writable(path, "--onnx")
+    if other is not None and os.path.realpath(target) == os.path.realpath(other):
+        raise NasError(f"--onnx and {other_option} both name {target}; give each its own file")
+    require_onnx(exporter == "dynamo")
+    return target
+
+
+def build_seeded(model: str | Path | dict, nc: int | None = None, seed: int = 0) -> nn.Module:
+    """The model built on the CPU with weights initialised after torch.manual_seed(seed); the global RNG is left as
+    it was."""
+    from nas.model import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(model, nc=nc, device="cpu")
+
+
+def result_line(r: OnnxReport, imgsz: tuple[int, int]) -> str:
+    """`wrote best.onnx (1.9 MB): ...`: the one line both commands print after a checked export."""
+    h, w = imgsz
+    return (f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB): ONNX opset {r.opset}, {r.exporter} exporter, batch 1 "
+            f"at {h}x{w}, seeded random weights; onnxruntime {r.onnxruntime} matches torch to "
+            f"{r.max_abs_error:.2g} max abs error (tolerance {r.tolerance})")

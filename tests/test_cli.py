@@ -276,3 +276,29 @@ def test_evaluate_reproduces_a_search_trial_on_the_builtin_data(monkeypatch, tmp
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["fitness"] == pytest.approx(base.fitness, abs=1e-6)
+
+
+def test_help_and_export_best_help_import_no_onnx_package():
+    """--onnx is optional: the CLI, its help and export-best's / profile's help load without onnx."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom nas.cli import main\n"
+            "for args in (['--help'], ['export-best', '--help'], ['profile', '--help']):\n"
+            "    try:\n        main(args)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+            "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('onnx', 'onnxruntime', 'onnxscript')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert "--onnx FILE.onnx" in out.stdout and "--onnx-exporter" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_profile_onnx_without_onnxruntime_is_one_error_line_and_writes_nothing(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: `import onnxruntime` fails
+    msg = _one_error_line(run("profile", "yolov5n", "--onnx", str(tmp_path / "n.onnx")))
+    assert msg == "error: --onnx needs onnx and onnxruntime: pip install 'nas[onnx]'"
+    assert list(tmp_path.iterdir()) == []

@@ -167,3 +167,192 @@ def test_nas_imports_no_onnx_package_at_module_level():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------- the CLI: export-best --onnx and profile --onnx
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import yaml  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from optuna.trial import TrialState, create_trial  # noqa: E402
+
+from nas import storage as S  # noqa: E402
+from nas.cli import main  # noqa: E402
+from nas.cost import count  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+STUDY_IMGSZ = [96, 128]  # h x w: a non-square input reaches the ONNX file too
+# yolov5n, width 0.125, with SGE(groups=4) after the P4 C3 (layer 6): later indices +1
+SGE_CFG = yaml.safe_load((Path(__file__).resolve().parents[1] / "nas" / "model" / "cfg" / "yolov5n.yaml").read_text())
+SGE_CFG.update(nc=3, width_multiple=0.125)
+SGE_CFG["backbone"].insert(7, [-1, 1, "SGE", [512, 4]])
+for row in SGE_CFG["head"]:
+    if isinstance(row[0], list):
+        row[0] = [f + 1 if f >= 7 else f for f in row[0]]
+SGE_TEXT = yaml.safe_dump(SGE_CFG, sort_keys=False)
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_error(r) -> str:
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.output
+    return lines[0]
+
+
+@pytest.fixture
+def study_dir(tmp_path, monkeypatch) -> Path:
+    """A study of one trained trial (yolov5n w0.125 + SGE at 96x128) in studies/nas.db under the test's folder."""
+    monkeypatch.chdir(tmp_path)
+    cost = count(build_model(yaml.safe_load(SGE_TEXT), device="meta"), imgsz=tuple(STUDY_IMGSZ))
+    attrs = {"space_path": "search_spaces/neck.yaml", "base": "yolov5n", "imgsz": STUDY_IMGSZ,
+             "budget": {"gflops": 1.0, "params": None}, "nas_version": "0.1.0", "points": ["p4"],
+             "proxy": {"data": "synthetic", "epochs": 1, "imgsz": 64, "batch": 4, "seed": 0, "synthetic": [8, 4]}}
+    study = S.create_or_resume("sqlite:///studies/nas.db", "neck", space_hash="0123456789abcdef", attrs=attrs,
+                               sampler=None)
+    user = {"choices": {"p4": "SGE(groups=4)"}, "model_yaml": SGE_TEXT, "gflops": float(cost.gflops),
+            "params": int(cost.params), "fitness": 0.3, "mAP50": 0.5, "mAP50-95": 0.28, "baseline": False,
+            "over_budget": False, "arch": {"depth_multiple": 0.33, "width_multiple": 0.125, "choices": {}}}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, values=[0.3, float(cost.gflops)], user_attrs=user,
+                                 constraints={"gflops": float(cost.gflops) - 1.0}))
+    return tmp_path
+
+
+def written(folder: Path) -> list[str]:
+    """Files the command left in the test's folder (the study's own folder aside)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != "studies")
+
+
+def test_export_best_onnx_writes_the_yamls_model_and_onnxruntime_runs_it(study_dir):
+    r = cli("export-best", "--out", "best.yaml", "--onnx", "best.onnx")
+    assert r.exit_code == 0, r.output
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("wrote best.onnx (") and "ONNX opset 17, torchscript exporter, batch 1 at 96x128" in line
+    assert "matches torch to" in line and "(tolerance atol=0.0001, rtol=0.001)" in line
+    assert written(study_dir) == ["best.onnx", "best.yaml"]
+    # the ONNX file is the model best.yaml builds (with the same seeded weights), at the study's imgsz
+    model = onnx_export.build_seeded(str(study_dir / "best.yaml")).eval()
+    x = onnx_export.seeded_input((96, 128), seed=1)
+    got = onnx_export.run_onnxruntime(study_dir / "best.onnx", x.numpy())
+    with torch.no_grad():
+        want = model(x)[0].numpy()
+    assert got.shape == (1, 3 * (12 * 16 + 6 * 8 + 3 * 4), 3 + 5)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+    assert any(info.block == "SGE" for info in model.layers_info)
+
+    r = cli("export-best", "--out", "again.yaml", "--onnx", "again.onnx", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["trial"] == 0 and doc["imgsz"] == STUDY_IMGSZ and doc["path"] == "again.yaml"
+    o = doc["onnx"]
+    assert o["path"] == "again.onnx" and o["passed"] and o["opset"] == 17 and o["exporter"] == "torchscript"
+    assert o["size_bytes"] == (study_dir / "again.onnx").stat().st_size and o["max_abs_error"] < 1e-4
+    assert o["output_shape"] == list(got.shape)
+    # seeded: the same weights every time, so the same bytes
+    assert (study_dir / "again.onnx").read_bytes() == (study_dir / "best.onnx").read_bytes()
+    assert json.loads(cli("export-best", "--out", "plain.yaml", "--json").stdout)["onnx"] is None
+
+
+def test_export_best_onnx_mismatch_writes_neither_file(study_dir, monkeypatch):
+    real = onnx_export.run_onnxruntime
+    monkeypatch.setattr(onnx_export, "run_onnxruntime", lambda path, x, threads=1: real(path, x, threads) + 1e-2)
+    msg = one_error(cli("export-best", "--out", "best.yaml", "--onnx", "best.onnx"))
+    assert "ONNX export of trial 0 of study 'neck' (SGE at layer 7) differs from torch by 0.01" in msg
+    assert "the file was not written" in msg
+    assert written(study_dir) == []
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "file-as-folder", "cannot-create", "same-as-out"])
+def test_export_best_unwritable_onnx_path_is_refused_before_any_work(study_dir, monkeypatch, kind):
+    import nas.export
+
+    def no_work(*a, **k):
+        raise AssertionError("the trial was read before the --onnx path was checked")
+
+    monkeypatch.setattr(nas.export, "select_trial", no_work)
+    (study_dir / "notes.txt").write_text("a regular file\n")
+    target, needle = {
+        "folder": (study_dir / "out.onnx", "is a folder"),
+        "fifo": (study_dir / "out.onnx", "is a FIFO (named pipe)"),
+        "file-as-folder": (study_dir / "notes.txt" / "out.onnx", "notes.txt is not a folder"),
+        "cannot-create": (Path("/proc/nas-no-such-folder/out.onnx"), "cannot write --onnx"),
+        "same-as-out": (study_dir / "best.yaml", "--onnx and --out both name"),
+    }[kind]
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "fifo":
+        _fifo(target)
+    before = written(study_dir)
+    msg = one_error(cli("export-best", "--out", "best.yaml", "--onnx", target))
+    assert needle in msg and str(target) in msg
+    assert written(study_dir) == before and not (study_dir / "best.yaml").exists()
+    assert not Path("/proc/nas-no-such-folder").exists()
+
+
+def test_export_best_onnx_without_onnxruntime_fails_before_any_work(study_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails, find_spec finds nothing
+    msg = one_error(cli("export-best", "--out", "best.yaml", "--onnx", "best.onnx"))
+    assert msg == "error: --onnx needs onnx and onnxruntime: pip install 'nas[onnx]'"
+    assert written(study_dir) == []
+
+
+def test_profile_onnx_builtin_and_yaml_with_a_block(tmp_path):
+    out = tmp_path / "n.onnx"
+    r = cli("profile", "yolov5n", "--imgsz", "64", "--nc", "2", "--onnx", out)
+    assert r.exit_code == 0, r.output
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"wrote {out} (") and "batch 1 at 64x64" in last
+    assert onnx_export.run_onnxruntime(out, onnx_export.seeded_input((64, 64)).numpy()).shape == (1, 252, 7)
+
+    cfg = tmp_path / "sge.yaml"
+    cfg.write_text(SGE_TEXT)
+    r = cli("profile", cfg, "--imgsz", "64x96", "--json", "--onnx", tmp_path / "sge.onnx")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)  # stdout is the JSON document only
+    assert doc["onnx"]["passed"] and doc["onnx"]["output_shape"] == [1, 3 * (8 * 12 + 4 * 6 + 2 * 3), 8]
+    assert doc["onnx"]["size_bytes"] == (tmp_path / "sge.onnx").stat().st_size
+    model = onnx_export.build_seeded(str(cfg)).eval()
+    x = onnx_export.seeded_input((64, 96), seed=3)
+    with torch.no_grad():
+        want = model(x)[0].numpy()
+    np.testing.assert_allclose(onnx_export.run_onnxruntime(tmp_path / "sge.onnx", x.numpy()), want,
+                               atol=1e-4, rtol=1e-3)
+    assert doc["params"] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None, reason="the dynamo exporter needs onnxscript")
+def test_profile_onnx_dynamo_defaults_to_opset_18(tmp_path):
+    r = cli("profile", "yolov5n", "--imgsz", "64", "--nc", "2", "--onnx", tmp_path / "n.onnx", "--onnx-exporter",
+            "dynamo", "--json")
+    assert r.exit_code == 0, r.output
+    o = json.loads(r.stdout)["onnx"]
+    assert o["exporter"] == "dynamo" and o["opset"] == 18 and o["passed"]
+
+
+def test_profile_onnx_bad_input(tmp_path, monkeypatch):
+    folder = tmp_path / "dir.onnx"
+    folder.mkdir()
+    fifo = _fifo(tmp_path / "pipe.onnx")
+    assert "is a folder" in one_error(cli("profile", "yolov5n", "--onnx", folder))
+    assert "is a FIFO" in one_error(cli("profile", "yolov5n", "--onnx", fifo))
+    assert "cannot write --onnx" in one_error(cli("profile", "yolov5n", "--onnx", "/proc/nas-x/n.onnx"))
+    assert "70" in one_error(cli("profile", "yolov5n", "--imgsz", "70", "--onnx", tmp_path / "n.onnx"))
+    assert "0 is not in the range x>=7" in one_error(cli("profile", "yolov5n", "--onnx", tmp_path / "n.onnx",
+                                                         "--onnx-opset", "0"))
+    msg = one_error(cli("profile", "yolov5n", "--imgsz", "64", "--onnx", tmp_path / "n.onnx", "--onnx-opset", "99"))
+    assert "failed in the torchscript exporter (opset 99)" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.onnx", "pipe.onnx"]
+

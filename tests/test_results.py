@@ -864,3 +864,23 @@ def test_guarded_writer_follows_a_link_to_a_regular_file_and_creates_missing_fol
     (tmp_path / "file").write_text("")
     with pytest.raises(NasError, match="is not a folder"):
         write_text(tmp_path / "file" / "c.yaml", "x")
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    """The guarded writer's temp file is 0600 (mkstemp); the file it becomes has the umask's mode, or keeps the
+    mode of the file it replaces."""
+    import os
+
+    from nas.files import write_text
+
+    old = os.umask(0o022)
+    try:
+        new = write_text(tmp_path / "new.yaml", "x")
+        kept = tmp_path / "kept.yaml"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        write_text(kept, "new")
+    finally:
+        os.umask(old)
+    assert new.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new"

@@ -7,3 +7,9 @@ STUDY_HELP = "Study name [default: the only study in the storage]."
 SAMPLER_HELP = ("How candidates are proposed: tpe = multivariate TPE (learns from every scored and rejected "
                 "candidate; best here), nsga2 = NSGA-II genetic search, gp = Gaussian-process Bayesian optimisation "
                 "(needs scipy, ~1 s per trial), random = uniform sampling (a baseline).")
+ONNX_HELP = ("Also write the model as ONNX to FILE.onnx (batch 1, fp32, seeded random weights), run it in "
+             "onnxruntime on a seeded input and fail unless it matches torch (numpy.allclose, atol 1e-4, rtol "
+             "1e-3). Needs the onnx extra: pip install 'nas[onnx]'.")
+ONNX_OPSET_HELP = "ONNX opset for --onnx [default: 17; 18 with --onnx-exporter dynamo]."
+ONNX_EXPORTER_HELP = ("torch.onnx exporter for --onnx: torchscript (torch.onnx.export(dynamo=False)) or dynamo "
+                      "(torch.export based; needs onnxscript).")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from nas.commands._options import STORAGE_HELP, STUDY_HELP
+from nas.commands._options import (
+    ONNX_EXPORTER_HELP,
+    ONNX_HELP,
+    ONNX_OPSET_HELP,
+    STORAGE_HELP,
+    STUDY_HELP,
+)
 
 
 @click.command("export-best")
@@ -28,6 +36,12 @@ from nas.commands._options import STORAGE_HELP, STUDY_HELP
     "--max-gflops).",
 )
 @click.option("--out", required=True, metavar="FILE.yaml", help="Output model YAML, e.g. best.yaml.")
+@click.option("--onnx", "onnx", default=None, metavar="FILE.onnx", help=ONNX_HELP + " At the study's imgsz.")
+@click.option("--onnx-opset", type=click.IntRange(min=7), default=None, metavar="N", help=ONNX_OPSET_HELP)
+@click.option("--onnx-exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript",
+              show_default=True, help=ONNX_EXPORTER_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the export and the ONNX check) "
+              "instead of lines.")
 def command(
     study_name: str | None,
     storage: str | None,
@@ -35,6 +49,10 @@ def command(
     max_gflops: float | None,
     pick: str | None,
     out: str,
+    onnx: str | None,
+    onnx_opset: int | None,
+    onnx_exporter: str,
+    as_json: bool,
 ) -> None:
     """Write a complete YOLOv5 model YAML for one trial, headed by its scores and how to train it.
 
@@ -43,16 +61,24 @@ def command(
     exactly and its GFLOPs to 1e-6, or nothing is written. The header also states every choice, the proxy
     settings behind the scores and, once `nas audit` has run, whether the pick ties with other trials.
 
+    With --onnx the same model is also written as ONNX, run in onnxruntime and compared with torch; a
+    mismatch or a block that does not export writes neither file.
+
     \b
     Example:
       nas export-best --pick knee --out best.yaml
+      nas export-best --out best.yaml --onnx best.onnx
     """
     from nas.export import export_best
     from nas.storage import existing_store, load_nas_study
 
     study = load_nas_study(storage, study_name)
     store = existing_store(storage)  # the model YAML artifacts (studies made before them keep a user attr)
-    result = export_best(study, out, trial=trial, max_gflops=max_gflops, pick=pick, store=store)
+    result = export_best(study, out, trial=trial, max_gflops=max_gflops, pick=pick, store=store, onnx=onnx,
+                         onnx_opset=onnx_opset, onnx_exporter=onnx_exporter)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(study.study_name)))
+        return
     h, w = result.imgsz
     fitness = "-" if result.fitness is None else f"{result.fitness:.4f}"
     click.echo(
@@ -62,3 +88,7 @@ def command(
     )
     for note in result.notes:
         click.echo(note, err=True)
+    if result.onnx is not None:
+        from nas.onnx_export import result_line
+
+        click.echo(result_line(result.onnx, result.imgsz), err=True)

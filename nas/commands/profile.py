@@ -6,6 +6,8 @@ import json
 
 import click
 
+from nas.commands._options import ONNX_EXPORTER_HELP, ONNX_HELP, ONNX_OPSET_HELP
+
 
 @click.command("profile")
 @click.argument("model", metavar="MODEL")
@@ -18,17 +20,27 @@ import click
 )
 @click.option("--nc", type=int, default=None, help="Override the number of classes in the YAML.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
-def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
+@click.option("--onnx", "onnx", default=None, metavar="FILE.onnx", help=ONNX_HELP + " At --imgsz.")
+@click.option("--onnx-opset", type=click.IntRange(min=7), default=None, metavar="N", help=ONNX_OPSET_HELP)
+@click.option("--onnx-exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript",
+              show_default=True, help=ONNX_EXPORTER_HELP)
+def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | None, onnx_opset: int | None,
+            onnx_exporter: str) -> None:
     """Parameters and GFLOPs of MODEL, layer by layer.
 
     MODEL is a built-in name (yolov5n, yolov5s, yolov5m, yolov5l, yolov5x) or a YOLOv5 model YAML path,
     attention blocks included. GFLOPs are 2 x multiply-accumulates at the real input size, counted on the
     meta device (no weights are allocated); YOLOv5's own (thop) figure is shown beside it.
 
+    With --onnx the model is also built for real on the CPU (weights seeded), written as ONNX, run in
+    onnxruntime and compared with torch; a mismatch or a block that does not export is an error and writes
+    nothing.
+
     \b
     Example:
       nas profile yolov5s --imgsz 640
       nas profile best.yaml --imgsz 640x384 --json
+      nas profile best.yaml --onnx best.onnx
     """
     from rich.table import Table
 
@@ -36,10 +48,22 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
     from nas.cost import count, thop_gflops
     from nas.model import build_model
 
+    onnx_path = None
+    if onnx is not None:  # before any work: the path can be written and the packages are there
+        from nas.onnx_export import check_target
+
+        onnx_path = check_target(onnx, onnx_exporter)
     meta = build_model(model, nc=nc, device="meta")
     cost = count(meta, imgsz, per_layer=True)
     thop_figure = thop_gflops(meta, cost.imgsz)
     detect = meta.model[-1]
+    report = None
+    if onnx_path is not None:
+        from nas.onnx_export import build_seeded, default_opset, export_onnx, result_line
+
+        opset = default_opset(onnx_exporter) if onnx_opset is None else onnx_opset
+        report = export_onnx(build_seeded(model, nc=nc), cost.imgsz, onnx_path, opset=opset,
+                             dynamo=onnx_exporter == "dynamo")
     if as_json:
         doc = {
             "model": model,
@@ -66,6 +90,8 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
                 for layer in cost.layers
             ],
         }
+        if report is not None:
+            doc["onnx"] = report.to_dict()
         click.echo(json.dumps(doc))
         return
 
@@ -113,6 +139,8 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool) -> None:
             f"extrapolated from {int(max(meta.stride.max().item(), 32))}x"
             f"{int(max(meta.stride.max().item(), 32))})"
         )
+    if report is not None:
+        click.echo(result_line(report, cost.imgsz))
 
 
 def _short(a: object) -> str:
