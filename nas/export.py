@@ -238,8 +238,10 @@ def _export_onnx(study: optuna.Study, t: FrozenTrial, cfg: dict[str, Any], param
                  path: Path, opset: int | None, exporter: str) -> OnnxReport:
     """The round-tripped YAML built for real (seeded weights), its params checked again, exported and checked."""
     from nas.onnx_export import build_seeded, default_opset, export_onnx
+    from nas.train.memory import check_export_memory
 
     where = f"trial {t.number} of study {study.study_name!r}"
+    check_export_memory(cfg, cfg.get("nc"), imgsz, what=where, option="--onnx")
     model = build_seeded({**cfg, "_source": where})
     real = sum(p.numel() for p in model.parameters())
     if real != params:

@@ -94,3 +94,11 @@ def test_a_search_candidate_that_cannot_fit_fails_as_a_trial(monkeypatch):
     assert r.status == "failed" and "does not fit in memory" in r.reason and "1 MiB test limit" in r.reason
     with pytest.raises(NasError, match="--imgsz 64 --batch 2 does not fit in memory"):
         train_and_evaluate("yolov5n", data, epochs=1, imgsz=64, batch=2)
+
+
+def test_profile_onnx_builds_for_real_so_it_checks_memory_first(tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.onnx"
+    r = CliRunner().invoke(main, ["profile", "yolov5n", "--imgsz", "100000", "--onnx", str(out)])
+    one_error_line(r, "--onnx: yolov5n at 100000x100000 does not fit in memory", "use a smaller --imgsz")
+    assert not out.exists()

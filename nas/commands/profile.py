@@ -55,6 +55,10 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
         onnx_path = check_target(onnx, onnx_exporter)
     meta = build_model(model, nc=nc, device="meta")
     cost = count(meta, imgsz, per_layer=True)
+    if onnx_path is not None:
+        from nas.train.memory import check_export_memory
+
+        check_export_memory(meta.yaml, meta.nc, cost.imgsz, what=model, option="--onnx")
     thop_figure = thop_gflops(meta, cost.imgsz)
     detect = meta.model[-1]
     report = None

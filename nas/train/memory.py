@@ -73,14 +73,16 @@ class _TensorBytes(TorchDispatchMode):
 _ACTIVATIONS: dict[tuple, tuple[int, int]] = {}
 
 
-def forward_bytes(cfg: dict, nc: int | None, imgsz: int) -> tuple[int, int]:
-    """(bytes of every tensor one image's training forward creates, parameter count), on the meta device."""
-    key = (model_hash(cfg), nc, imgsz)
+def forward_bytes(cfg: dict, nc: int | None, imgsz: int | tuple[int, int]) -> tuple[int, int]:
+    """(bytes of every tensor one image's training forward creates, parameter count), on the meta device.
+    imgsz: square side or (h, w)."""
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    key = (model_hash(cfg), nc, h, w)
     if key not in _ACTIVATIONS:
         model = build_model(cfg, nc=nc, device="meta").train()
         counter = _TensorBytes()
         with torch.no_grad(), counter:
-            model(torch.empty(1, 3, imgsz, imgsz, device="meta"))
+            model(torch.empty(1, 3, h, w, device="meta"))
         _ACTIVATIONS[key] = (counter.total, sum(p.numel() for p in model.parameters()))
     return _ACTIVATIONS[key]
 
@@ -138,6 +140,18 @@ def memory_problem(
         return None
     return (f"--imgsz {imgsz} --batch {batch} does not fit in memory: training {what} needs {est.describe()}, "
             f"but {gib(free)} is {source}; use a smaller --imgsz or --batch")
+
+
+def check_export_memory(cfg: dict, nc: int | None, imgsz: tuple[int, int], *, what: str, option: str) -> None:
+    """NasError when one image through the model cannot fit twice (torch's forward while it traces, then
+    onnxruntime's run of the exported file), with the weights; option: the flag that asked for it."""
+    per_image, params = forward_bytes(cfg, nc, imgsz)
+    need = 2 * per_image + 3 * 4 * params
+    free, source = available_memory()
+    if need > free:
+        raise NasError(f"{option}: {what} at {imgsz[0]}x{imgsz[1]} does not fit in memory: one image through torch "
+                       f"and onnxruntime needs about {gib(need)}, but {gib(free)} is {source}; use a smaller "
+                       f"--imgsz")
 
 
 def check_proxy_memory(
