@@ -1,7 +1,7 @@
 """Search spaces by concern: the schema and its validation (schema), sampling an Optuna trial into an
 Architecture (sampling), rendering an Architecture to a model YAML (render). Costs live in nas.cost."""
 
-from nas.space.render import model_hash, render, to_yaml
+from nas.space.render import model_hash, render, render_with_map, to_yaml
 from nas.space.sampling import baseline, block_configs, n_architectures, sample, trial_params
 from nas.space.schema import (
     KEEP,
@@ -16,5 +16,5 @@ from nas.space.schema import (
 )
 
 __all__ = ["KEEP", "NONE", "SHIPPED", "Architecture", "Point", "Space", "baseline", "block_configs", "load_space",
-           "model_hash", "n_architectures", "render", "resolve_space_path", "sample", "shipped_spaces", "to_yaml",
-           "trial_params"]
+           "model_hash", "n_architectures", "render", "render_with_map", "resolve_space_path", "sample",
+           "shipped_spaces", "to_yaml", "trial_params"]

@@ -22,6 +22,12 @@ def _yaml_channels(c1: int, gw: float) -> int:
 
 def render(space: Space, arch: Architecture) -> dict:
     """The model YAML dict of an architecture: blocks inserted/replaced, every `from` and Detect index remapped."""
+    return render_with_map(space, arch)[0]
+
+
+def render_with_map(space: Space, arch: Architecture) -> tuple[dict, dict[int, int]]:
+    """render(), plus the old -> new index of every base layer kept as it was (replaced layers are left out):
+    the map nas.weights.transfer uses to put a base checkpoint's tensors into the candidate."""
     import blocks
 
     cfg = deepcopy(space.base_cfg)
@@ -67,7 +73,8 @@ def render(space: Space, arch: Architecture) -> dict:
     n_backbone_new = n_backbone + sum(1 for k in inserted if k < n_backbone)
     cfg["backbone"] = out_rows[:n_backbone_new]
     cfg["head"] = out_rows[n_backbone_new:]
-    return cfg
+    replaced = {p.layer for p in space.points if p.kind != "insert" and arch.choices[p.name]["block"] != p.empty}
+    return cfg, {i: j for i, j in new_index.items() if i not in replaced}
 
 
 def _remap(f: int | list[int], i: int, reads_from: dict[int, int]) -> int | list[int]:
