@@ -40,9 +40,40 @@ def worker_command(opts: SearchOptions) -> list[str]:
     return cmd
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_workers(storage: str | None, device: str) -> int:
+    """--workers auto: one process per usable core on the CPU, where the storage may be shared by several
+    processes (a journal file or a server database, not SQLite); one process on a GPU."""
+    from nas.storage import is_sqlite
+
+    if device != "cpu" or is_sqlite(storage):
+        return 1
+    return usable_cores()
+
+
+def parse_workers(text: str | int | None, storage: str | None, device: str) -> int:
+    """--workers: "auto" (the default) or a whole number of processes; NasError otherwise."""
+    from nas.errors import NasError
+
+    if text is None or str(text).strip().lower() == "auto":
+        return default_workers(storage, device)
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise NasError(f"--workers {text!r} is not a number of processes; use e.g. --workers 2, or auto "
+                       f"(one per core: {usable_cores()} here)") from None
+
+
 def threads_per_worker(workers: int) -> int:
     """Torch threads per process when K processes share this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, usable_cores() // workers)
 
 
 def set_threads(workers: int) -> int:

@@ -23,3 +23,15 @@ def coco8(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is absent: the real 8-image COCO subset is needed for this test")
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_search_worker():
+    """`nas search` runs one worker per core on a journal file by default; tests name their workers and their
+    storage (NAS_WORKERS, NAS_STORAGE) so a test's trial counts do not depend on the machine and its studies
+    are SQLite files it can read with plain Optuna. Tests of the defaults (test_workers.py, test_study.py)
+    delete both."""
+    with pytest.MonkeyPatch.context() as mp:  # its own patch: a test's monkeypatch.undo() keeps these
+        mp.setenv("NAS_WORKERS", "1")
+        mp.setenv("NAS_STORAGE", "sqlite:///studies/nas.db")
+        yield

@@ -173,7 +173,7 @@ def tiny_study(tmp_path_factory):
         mp.chdir(root)
         r = CliRunner().invoke(main, ["search", "--space", "space.yaml", "--budget", "100gflops", "--data", str(data),
                                       "--epochs", "1", "--imgsz", "64", "--batch", "8", "--trials", "4",
-                                      "--sampler", "random", "--no-early-stop"])
+                                      "--sampler", "random", "--no-early-stop", "--storage", STORAGE])
     assert r.exit_code == 0, r.output
     return root
 

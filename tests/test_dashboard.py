@@ -38,7 +38,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = str(synthetic_dataset(SyntheticConfig(n_train=16, n_val=8, size=64, nc=2), cache_dir=folder / "data"))
     (folder / "space.yaml").write_text(yaml.safe_dump(SPACE))
     args = ["search", "--space", "space.yaml", "--budget", "10gflops", "--data", data, "--epochs", "1",
-            "--imgsz", "64", "--batch", "8", "--sampler", "random"]
+            "--imgsz", "64", "--batch", "8", "--sampler", "random", "--storage", URL]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         assert CliRunner().invoke(main, [*args, "--trials", "1"]).exit_code == 0
@@ -147,3 +147,14 @@ def test_old_studies_keep_their_attributes() -> None:
     t0, t1 = study.get_trials()
     assert read_history(study, t0, None) == history and read_model_yaml(study, t0, None) == "nc: 2\n"
     assert read_history(study, t1, None) == history  # a reused score's history is its twin's
+
+
+def test_the_default_journal_storage_opens_in_optuna_dashboard_as_a_plain_path(tmp_path, monkeypatch):
+    """`optuna-dashboard studies/nas.journal` (what the README says to run) finds the study nas made there."""
+    from optuna_dashboard._storage_url import get_storage
+
+    monkeypatch.chdir(tmp_path)
+    S.create_or_resume("journal:studies/nas.journal", "neck", space_hash="0123456789abcdef", attrs={}, sampler=None)
+    storage = get_storage("studies/nas.journal")
+    assert isinstance(storage, optuna.storages.JournalStorage)
+    assert [s.study_name for s in storage.get_all_studies()] == ["neck"]

@@ -30,6 +30,15 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MY_URL = "mysql://root@127.0.0.1:3306/test"
 ROOT = Path(__file__).resolve().parents[1]
 
+@pytest.fixture(autouse=True)
+def real_defaults(monkeypatch):
+    """This file tests the defaults themselves: no storage or worker count from the environment."""
+    monkeypatch.delenv("NAS_STORAGE", raising=False)
+    monkeypatch.delenv("NAS_WORKERS", raising=False)
+
+
+SQLITE = "sqlite:///studies/nas.db"
+
 
 def _server_or_skip(url: str) -> str:
     import sqlalchemy
@@ -68,7 +77,7 @@ ATTRS = {
 
 
 def test_normalize_and_mask() -> None:
-    assert S.normalize_url(None) == S.DEFAULT_STORAGE == "sqlite:///studies/nas.db"
+    assert S.normalize_url(None) == S.DEFAULT_STORAGE == "journal:studies/nas.journal"
     assert S.normalize_url("mysql://root@h/db") == "mysql+pymysql://root@h/db"
     assert S.normalize_url("mariadb://root@h/db") == "mysql+pymysql://root@h/db"
     assert S.normalize_url("postgresql://u@h/db") == "postgresql://u@h/db"  # the driver SQLAlchemy picks: psycopg 3
@@ -80,7 +89,8 @@ def test_normalize_and_mask() -> None:
     assert S.mask_url("postgresql://bob:s3cret@db:5432/nas").endswith("//bob:***@db:5432/nas")
     assert "s3cret" not in S.mask_url("mysql://bob:s3cret@db/nas")
     assert S.mask_url("sqlite:///a.db") == "sqlite:///a.db"
-    assert S.is_sqlite(None) and S.is_sqlite("sqlite:////tmp/a.db") and not S.is_sqlite("journal:a.journal")
+    assert not S.is_sqlite(None) and S.is_journal(None)
+    assert S.is_sqlite("sqlite:////tmp/a.db") and not S.is_sqlite("journal:a.journal")
     assert S.is_journal("a.journal") and not S.is_journal(PG_URL)
     assert S.sqlite_path("sqlite:///studies/nas.db") == Path("studies/nas.db")
     assert S.sqlite_path("sqlite:////abs/nas.db") == Path("/abs/nas.db")
@@ -90,11 +100,12 @@ def test_normalize_and_mask() -> None:
 
 
 def test_refuse_sqlite_with_workers() -> None:
-    S.refuse_sqlite_with_workers(None, 1)
+    S.refuse_sqlite_with_workers(None, 2)  # the default journal file takes several workers
+    S.refuse_sqlite_with_workers(SQLITE, 1)
     S.refuse_sqlite_with_workers("journal:studies/nas.journal", 4)
     S.refuse_sqlite_with_workers(PG_URL, 4)
     with pytest.raises(NasError) as info:
-        S.refuse_sqlite_with_workers(None, 2)
+        S.refuse_sqlite_with_workers(SQLITE, 2)
     msg = str(info.value)
     assert (
         "SQLite" in msg
@@ -107,8 +118,8 @@ def test_refuse_sqlite_with_workers() -> None:
 # ---------------------------------------------------------------------------------------- storage
 
 
-def test_default_sqlite_creates_folder(in_tmp: Path) -> None:
-    storage = S.resolve_storage(None)
+def test_sqlite_creates_folder(in_tmp: Path) -> None:
+    storage = S.resolve_storage(SQLITE)
     assert isinstance(storage, optuna.storages.RDBStorage)
     assert (in_tmp / "studies" / "nas.db").is_file()
     assert storage.heartbeat_interval == S.HEARTBEAT_INTERVAL and storage.grace_period == S.GRACE_PERIOD
@@ -127,11 +138,12 @@ def test_journal_storage(in_tmp: Path) -> None:
 
 
 def test_missing_files_with_create_false_leave_nothing(in_tmp: Path) -> None:
-    with pytest.raises(NasError, match="no study database at studies/nas.db"):
+    with pytest.raises(NasError, match="no study journal at studies/nas.journal .the default storage.; run `nas "
+                                       "search` first or pass --storage URL$"):
         S.resolve_storage(None, create=False)
     with pytest.raises(NasError, match="no journal file"):
         S.resolve_storage("journal:x/y.journal", create=False)
-    with pytest.raises(NasError, match="no study database"):
+    with pytest.raises(NasError, match="no study journal"):
         S.load_study(None)
     assert list(in_tmp.iterdir()) == []
 
@@ -229,9 +241,16 @@ def test_resume_foreign_study_is_refused_or_adopted(in_tmp: Path, monkeypatch: p
     assert adopted.user_attrs["space_hash"] == "h" and adopted.metric_names == ["fitness", "GFLOPs"]
 
 
+def test_an_earlier_default_sqlite_file_is_named_when_the_journal_is_missing(in_tmp: Path) -> None:
+    S.resolve_storage(SQLITE)  # the default before one worker per core
+    with pytest.raises(NasError, match="studies/nas.db holds studies of nas before the journal became the default: "
+                                       "pass --storage sqlite:///studies/nas.db$"):
+        S.resolve_storage(None, create=False)
+
+
 def test_load_study_cases(in_tmp: Path) -> None:
     storage = S.resolve_storage(None)
-    with pytest.raises(NasError, match="no studies in sqlite:///studies/nas.db"):
+    with pytest.raises(NasError, match="no studies in journal:studies/nas.journal"):
         S.load_study(None)
     S.create_or_resume(storage, "alpha", space_hash="h", attrs=ATTRS, sampler=None)
     assert S.load_study(None).study_name == "alpha"
@@ -239,10 +258,10 @@ def test_load_study_cases(in_tmp: Path) -> None:
     with pytest.raises(NasError, match=r"holds 2 studies \(alpha, beta\); choose one with --study NAME"):
         S.load_study(None)
     with pytest.raises(
-        NasError, match=r"no study 'gamma' in sqlite:///studies/nas.db; existing: alpha, beta"
+        NasError, match=r"no study 'gamma' in journal:studies/nas.journal; existing: alpha, beta"
     ):
         S.load_study(None, "gamma")
-    assert S.load_study("sqlite:///studies/nas.db", "beta").study_name == "beta"
+    assert S.load_study("journal:studies/nas.journal", "beta").study_name == "beta"
 
 
 # ------------------------------------------------------------------------------------- heartbeats
@@ -273,7 +292,7 @@ def test_journal_heartbeat_and_stale_sweep(in_tmp: Path) -> None:
 def test_rdb_stale_trial_failed_and_retried(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(S.heartbeat, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(S.heartbeat, "GRACE_PERIOD", 1)
-    study = S.create_or_resume(None, "r", space_hash="h", attrs=ATTRS, sampler=None)
+    study = S.create_or_resume(SQLITE, "r", space_hash="h", attrs=ATTRS, sampler=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trial = study.ask()
@@ -309,12 +328,12 @@ def test_dead_trials_of_this_machine_are_failed_and_requeued_at_once(in_tmp: Pat
 
 
 def test_sqlite_running_trials_are_dead_at_start(in_tmp: Path) -> None:
-    study = S.create_or_resume(None, "s", space_hash="h", attrs=ATTRS, sampler=None)
+    study = S.create_or_resume(SQLITE, "s", space_hash="h", attrs=ATTRS, sampler=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trial = study.ask()  # left RUNNING by a process that is gone (SQLite serves one process)
     trial.suggest_int("x", 0, 10)
-    again = S.create_or_resume(None, "s", space_hash="h", attrs=ATTRS, sampler=None)
+    again = S.create_or_resume(SQLITE, "s", space_hash="h", attrs=ATTRS, sampler=None)
     assert [t.state for t in again.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
 
 
@@ -558,3 +577,13 @@ def test_pareto_front_keeps_exact_ties() -> None:
     for values in ([0.5, 2.0], [0.5, 2.0], [0.4, 2.0], [0.6, 3.0]):
         study.add_trial(create_trial(values=values))
     assert [t.number for t in pareto.pareto_front(study)] == [0, 1, 3]
+
+
+def test_nas_storage_in_the_environment_names_the_default(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAS_STORAGE", "runs/team.journal")
+    assert S.normalize_url(None) == "journal:runs/team.journal" and S.is_journal(None)
+    assert S.normalize_url("sqlite:///x.db") == "sqlite:///x.db"  # --storage still wins
+    monkeypatch.setenv("NAS_STORAGE", "studies/nas.db")
+    with pytest.raises(NasError, match=r"^NAS_STORAGE='studies/nas.db' \(the environment's default storage\): "
+                                       "--storage 'studies/nas.db' is not a storage URL"):
+        S.normalize_url(None)

@@ -1,7 +1,7 @@
 """Help texts of the options several commands share, so each reads the same everywhere."""
 
-STORAGE_HELP = ("Study storage URL: sqlite:///studies/nas.db (the default), journal:FILE, postgresql://... "
-                "or mysql://...")
+STORAGE_HELP = ("Study storage URL: journal:studies/nas.journal (the default, or $NAS_STORAGE), "
+                "sqlite:///FILE.db, postgresql://... or mysql://...")
 DEVICE_HELP = "Where to train: cpu, cuda (the first GPU) or cuda:N."
 STUDY_HELP = "Study name [default: the only study in the storage]."
 SAMPLER_HELP = ("How candidates are proposed: tpe = multivariate TPE (learns from every scored and rejected "

@@ -31,8 +31,10 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
               help="Image size in pixels, square, of the proxy training runs (a multiple of 32).")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Proxy batch size.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="Worker processes on this machine sharing the study (needs a journal or server storage).")
+@click.option("--workers", default="auto", show_default=True, metavar="N|auto", envvar="NAS_WORKERS",
+              help="Worker processes on this machine sharing the study; auto = one per CPU core (with a "
+                   "journal or server storage; 1 with SQLite or a GPU). Each gets cores/N torch threads. "
+                   "Env: NAS_WORKERS.")
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True,
               help="Successive halving: at each rung epoch only the top 1/eta of the candidates that reached it "
                    "(Pareto rank of fitness and GFLOPs) train on; the rest are recorded as stopped.")
@@ -58,11 +60,13 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
     from nas.budget import parse_budget
     from nas.gate import CostMismatch
     from nas.search import SearchOptions, parse_duration, prepare
+    from nas.workers import parse_workers
 
     opts = SearchOptions(space=space, budget=parse_budget(list(budget)), trials=trials,
                          timeout=parse_duration(timeout), study=study_name, storage=storage, sampler=sampler,
                          seed=seed, data=data, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
-                         workers=workers, early_stop=early_stop, eta=eta, precision=precision)
+                         workers=parse_workers(workers, storage, device), early_stop=early_stop,
+                         eta=eta, precision=precision)
     space_obj = prepare(opts)
     try:
         if is_worker:

@@ -24,6 +24,8 @@ from nas.errors import NasError
 from nas.record import read_study
 from nas.storage import heartbeat
 from nas.storage.urls import (
+    DEFAULT_STORAGE,
+    LEGACY_DEFAULT,
     STORAGE_FORMS,
     journal_path,
     mask_url,
@@ -97,6 +99,12 @@ def _journal_storage(url: str, create: bool) -> BaseStorage:
     path = journal_path(url)
     assert path is not None
     if not create and not path.exists():
+        if url == DEFAULT_STORAGE:
+            legacy = LEGACY_DEFAULT.removeprefix("sqlite:///")
+            older = (f"; {legacy} holds studies of nas before the journal became the default: pass --storage "
+                     f"{LEGACY_DEFAULT}") if Path(legacy).is_file() else ""
+            raise NasError(f"no study journal at {path} (the default storage); run `nas search` first or pass "
+                           f"--storage URL{older}")
         raise NasError(f"no journal file at {path} ({url}); run `nas search --storage {url}` first or fix the path")
     if path.exists() and path.is_dir():
         raise NasError(f"journal storage {url}: {path} is a folder; name a file, e.g. journal:{path}/nas.journal")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,9 +12,10 @@ from nas.errors import NasError
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-DEFAULT_STORAGE = "sqlite:///studies/nas.db"
+DEFAULT_STORAGE = "journal:studies/nas.journal"  # a file several local worker processes may share
+LEGACY_DEFAULT = "sqlite:///studies/nas.db"  # the default before one worker per core
 STORAGE_FORMS = (
-    "sqlite:///studies/nas.db, journal:studies/nas.journal, "
+    "journal:studies/nas.journal, sqlite:///studies/nas.db, "
     "postgresql://user:pass@host:5432/db, mysql://user:pass@host:3306/db"
 )
 
@@ -24,10 +26,21 @@ def _is_journal_text(url: str) -> bool:
     return "://" not in url and url.endswith((".journal", ".log"))
 
 
+def default_storage() -> str:
+    """The storage of a command run without --storage: $NAS_STORAGE when set, else DEFAULT_STORAGE."""
+    return os.environ.get("NAS_STORAGE", "").strip() or DEFAULT_STORAGE
+
+
 def normalize_url(url: str | None) -> str:
-    """The storage URL nas uses: default for None, `journal:PATH` for journal files, explicit drivers."""
+    """The storage URL nas uses: the default for None, `journal:PATH` for journal files, explicit drivers."""
     if url is None or not str(url).strip():
-        return DEFAULT_STORAGE
+        url = default_storage()
+        if url == DEFAULT_STORAGE:
+            return url
+        try:
+            return normalize_url(url)
+        except NasError as e:
+            raise NasError(f"NAS_STORAGE={url!r} (the environment's default storage): {e}") from None
     url = str(url).strip()
     if _is_journal_text(url):
         path = url[len("journal:") :] if url.startswith("journal:") else url

@@ -1,0 +1,85 @@
+"""--workers auto (the default): one process per usable core where the storage can be shared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nas import storage as S
+from nas import workers as W
+from nas.cli import main
+from nas.data import SyntheticConfig, synthetic_dataset
+from nas.errors import NasError
+
+
+@pytest.fixture(autouse=True)
+def real_defaults(monkeypatch):
+    """This file tests the defaults themselves: no storage or worker count from the environment."""
+    monkeypatch.delenv("NAS_STORAGE", raising=False)
+    monkeypatch.delenv("NAS_WORKERS", raising=False)
+
+
+SPACE = {"base": "yolov5n", "imgsz": 640, "width_multiple": [0.25], "hyperparameters": {"SGE": {"groups": [2, 4, 8]}},
+         "insert": [{"after": 23, "name": "P5", "blocks": ["none", "SGE", "GE"]}]}
+
+
+def test_auto_is_one_worker_per_core_where_the_storage_is_shared(monkeypatch):
+    monkeypatch.setattr(W, "usable_cores", lambda: 6)
+    assert W.parse_workers("auto", None, "cpu") == 6  # the default journal file
+    assert W.parse_workers(None, "journal:x.journal", "cpu") == 6
+    assert W.parse_workers("auto", "postgresql://u@h/db", "cpu") == 6
+    assert W.parse_workers("auto", "sqlite:///studies/nas.db", "cpu") == 1  # SQLite serves one process
+    assert W.parse_workers("auto", None, "cuda") == 1  # one GPU, one process
+    assert W.parse_workers(" 3 ", None, "cpu") == 3
+    assert W.threads_per_worker(6) == 1 and W.threads_per_worker(2) == 3 and W.threads_per_worker(12) == 1
+    with pytest.raises(NasError, match="--workers 'two' is not a number of processes; use e.g. --workers 2, or auto"):
+        W.parse_workers("two", None, "cpu")
+
+
+def test_usable_cores_follows_the_affinity_mask():
+    assert W.usable_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("value", "words"), [("two", "--workers 'two' is not a number"),
+                                              ("0", "--workers must be at least 1, got 0")])
+def test_bad_workers_is_one_error_line(tmp_path, monkeypatch, value, words):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["search", "--space", "neck", "--budget", "10gflops", "--workers", value])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], r.stderr
+    assert not (tmp_path / "studies").exists()
+
+
+@pytest.mark.skipif(W.usable_cores() < 2, reason="needs 2 usable cores to show the default's second worker")
+def test_the_default_search_runs_one_worker_per_core_on_the_default_journal(tmp_path):
+    data = synthetic_dataset(SyntheticConfig(n_train=48, n_val=8, size=64, nc=2), cache_dir=tmp_path / "data")
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    env = {k: v for k, v in os.environ.items() if k != "NAS_WORKERS"}  # the real default
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "nas.cli", "search", "--space", "space.yaml", "--budget", "10gflops", "--data",
+           str(data), "--epochs", "1", "--imgsz", "64", "--batch", "8", "--trials", "4", "--sampler", "random"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cores = W.usable_cores()
+    assert f"started {cores - 1} more worker" in r.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        study = S.load_study(None, "space")  # the default storage, as nas pareto reads it
+        trials = study.get_trials()
+    assert len([t for t in trials if t.user_attrs.get("outcome") == "trained"]) == 4
+    assert len({t.user_attrs.get("pid") for t in trials}) >= 2  # more than one process ran trials
+    assert (tmp_path / "studies" / "nas.journal").is_file() and not (tmp_path / "studies" / "nas.db").exists()
+    assert optuna.study.StudyDirection.MAXIMIZE in study.directions
+    with pytest.MonkeyPatch.context() as mp:  # the commands that read a study find it where the search put it
+        mp.chdir(tmp_path)
+        front = CliRunner().invoke(main, ["pareto", "--json"])
+        export = CliRunner().invoke(main, ["export-best", "--out", "best.yaml"])
+    assert front.exit_code == 0 and export.exit_code == 0, front.output + export.output
+    assert (tmp_path / "best.yaml").is_file()
