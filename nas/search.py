@@ -56,7 +56,7 @@ class SearchOptions:
 
     space: str
     budget: Budget
-    trials: int = 20
+    trials: int = 30
     timeout: float | None = None
     study: str | None = None
     storage: str | None = None

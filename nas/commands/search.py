@@ -16,7 +16,7 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
 @click.option("--budget", "budget", multiple=True, required=True, metavar="BUDGET",
               help="Compute budget: 10gflops, '10 GFLOPs', 800MFLOPs, 1.2e10flops; repeat for a parameter budget "
                    "too: --budget 5M-params.")
-@click.option("--trials", default=20, show_default=True, type=int,
+@click.option("--trials", default=30, show_default=True, type=int,
               help="Stop when the study holds this many trained candidates (rejected and reused ones are free).")
 @click.option("--timeout", default=None, metavar="DURATION", help="Stop after this long: 90s, 30m, 2h, 1h30m.")
 @click.option("--study", "study_name", default=None, help="Study name [default: the space file's stem].")
