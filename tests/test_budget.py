@@ -118,3 +118,37 @@ def test_attr_round_trip() -> None:
     assert Budget.from_attr(both.to_attr()) == both
     assert Budget.from_attr(None) == Budget()
     assert Budget.from_attr({"gflops": None, "params": None}) == Budget()
+
+
+@pytest.mark.parametrize("text, ms", [("80ms", 80.0), ("80 ms", 80.0), ("0.08s", 80.0), ("1.5 sec", 1500.0),
+                                      ("800us", 0.8), ("800µs", 0.8), ("800 μs", 0.8), ("8e1ms", 80.0),
+                                      ("120 MS", 120.0)])
+def test_latency_forms(text: str, ms: float) -> None:
+    budget = parse_budget(text)
+    assert budget.latency_ms == pytest.approx(ms) and budget.gflops is None and budget.params is None
+    assert budget and budget.describe() == f"<= {budget.latency_ms:g} ms"
+    assert Budget.from_attr(budget.to_attr()) == budget
+
+
+def test_latency_combines_with_flops_and_is_a_constraint() -> None:
+    budget = parse_budget(["10gflops", "80ms"])
+    assert budget.to_attr() == {"gflops": 10.0, "params": None, "latency_ms": 80.0}
+    assert budget.violations(9.0, 100, 90.0) == {"gflops": -1.0, "latency_ms": 10.0}
+    assert budget.exceeded(9.0, 100, 90.0) and not budget.exceeded(9.0, 100, 70.0)
+    with pytest.raises(ValueError, match="latency"):  # a latency budget without a latency is a bug, not a pass
+        budget.violations(9.0, 100)
+    assert parse_budget("10gflops").to_attr() == {"gflops": 10.0, "params": None}  # unchanged without a time
+
+
+@pytest.mark.parametrize("text, message", [("80parsecs", "not a budget"), ("-5ms", "positive time"),
+                                           ("0ms", "positive time"), ("0 s", "positive time"),
+                                           ("ms", "not a budget")])
+def test_bad_latency_budgets_are_one_line(text: str, message: str) -> None:
+    with pytest.raises(NasError, match=message) as e:
+        parse_budget(text)
+    assert "\n" not in str(e.value) and "80ms" in str(e.value)
+
+
+def test_two_latency_limits_are_refused() -> None:
+    with pytest.raises(NasError, match="two latency limits"):
+        parse_budget(["80ms", "0.1s"])
