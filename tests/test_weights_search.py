@@ -325,3 +325,13 @@ def test_audit_refuses_weights_on_a_study_searched_from_scratch(tmp_path, monkey
                                   "yolov5m", "--weights", str(assets["base"])])
     one_error(r, "from scratch", "--weights")
     assert optuna.study.get_all_study_names("sqlite:///nas.db") == ["s"]
+
+
+def test_extra_workers_get_the_same_weights():
+    from nas.budget import parse_budget
+    from nas.search import SearchOptions
+    from nas.workers import worker_command
+
+    cmd = worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"]), weights="base.pt"))
+    assert cmd[cmd.index("--weights") + 1] == "base.pt"
+    assert "--weights" not in worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"])))
