@@ -53,6 +53,12 @@ class Example:
 
 
 DEMO = "--study demo --storage sqlite:///studies/demo.db"
+FT = "--study ft --storage sqlite:///studies/ft.db"
+PRETRAIN = ("python -c \"import torch; from nas.data import SyntheticConfig; from nas.model import build_model; "
+            "from nas.train import train_and_evaluate; from nas.weights import write_checkpoint; "
+            "task = SyntheticConfig(n_train=256, n_val=32, size=128, nc=8, seed=1); torch.manual_seed(0); "
+            "m = build_model('yolov5n', nc=8); train_and_evaluate(m, task, epochs=4, imgsz=128); "
+            "write_checkpoint(m, 'yolov5n-demo.pt', names=task.names)\"")
 ONNX_DEMO = "--study onnx-demo --storage sqlite:///studies/onnx-demo.db"
 
 EXAMPLES: dict[str, Example] = {
@@ -77,6 +83,18 @@ EXAMPLES: dict[str, Example] = {
                      setup=[f"nas search --space search_spaces/neck.yaml --budget 10gflops {DEMO} --epochs 2 "
                             f"--imgsz 128 --trials 8"]),
     "pareto-noise": Example([f"nas pareto {DEMO}"], needs=["audit"]),
+    # --weights: a stand-in for yolov5n.pt (no COCO weights can be downloaded here), pretrained by nas on another
+    # synthetic task (8 classes, other seed) and saved as YOLOv5 saves a checkpoint; then a short fine-tuning search
+    "search-weights": Example([f"nas search --space neck --budget 10gflops --weights yolov5n-demo.pt {FT} --epochs 2 "
+                               f"--imgsz 128 --trials 4 --no-early-stop",
+                               f"nas search --space neck --budget 10gflops {FT} --epochs 2 --imgsz 128 --trials 5 "
+                               f"--no-early-stop"],
+                              head=8, tail=14, setup=[PRETRAIN]),
+    "evaluate-weights": Example([f"nas export-best {FT} --out ft.yaml",
+                                 "nas evaluate ft.yaml --weights yolov5n-demo.pt --epochs 2"],
+                                needs=["search-weights"]),
+    "audit-weights": Example([f"nas audit {FT} --candidates 3 --seeds 1 --reference-epochs 4"], head=3, tail=8,
+                             needs=["search-weights"]),
 }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from nas.pareto import best, count_outcomes, pareto_front
 from nas.record import Outcome, TrialRecord
+from nas.weights.base import transfer_text
 
 
 class TimeLeft:
@@ -81,6 +82,7 @@ class Display:
         self.front = 0
         self.time_left = TimeLeft(opts.trials, opts.epochs)
         self.headed = False
+        self.weights_line = ""  # --weights: nas.weights.base.header_line, set by the search command
         self._live = None
         self._refresh_counts()
 
@@ -112,13 +114,15 @@ class Display:
 
     def header(self) -> str:
         """Study, storage, budget, sampler and the proxy settings every score is measured with."""
+        from rich.markup import escape
+
         o = self.opts
         data = o.data or f"synthetic ({o.synthetic_train} train / {o.synthetic_val} val images)"
         precision = getattr(o, "precision", None)
         proxy = f"proxy: {data}, {o.epochs} epochs, imgsz {o.imgsz}, batch {o.batch}, seed {o.seed}" + \
             (f", {precision}" if precision else "")
         return (f"[bold]{self.study.study_name}[/] in {self.storage} | budget {o.budget.describe()} | "
-                f"sampler {o.sampler}\n{proxy}")
+                f"sampler {o.sampler}\n{proxy}") + (f"\n{escape(self.weights_line)}" if self.weights_line else "")
 
     def trial_start(self, number: int, choices: str, gflops: float) -> None:
         """A candidate starts: `choices` is its short line (nas.record.describe), width and depth included."""
@@ -168,6 +172,8 @@ class Display:
             note += f" ({gflops:.2f} GFLOPs, budget {self.opts.budget.describe()}: never trained)"
         if outcome == Outcome.REUSED and record.reused_from is not None:
             note += f" (same model as trial {record.reused_from})"
+        if record.transfer:
+            note += f" · {transfer_text(record.transfer)}"
         self.console.print(f"{self.current.split(' | ')[0]} -> [bold]{outcome}[/]{note}")
         self._refresh_counts()
         self._update()

@@ -83,6 +83,7 @@ class TrialRecord:
     claimed: bool = False  # holds one of the --trials training slots (claimed before training)
     host: str | None = None  # machine and process that ran the trial (a dead process is failed at once)
     pid: int | None = None
+    transfer: dict[str, Any] | None = None  # --weights: how much of the checkpoint it started from (nas.weights)
 
     @property
     def complete(self) -> bool:
@@ -172,6 +173,7 @@ def read(t: FrozenTrial) -> TrialRecord:
         claimed=a.get("claimed") is True,
         host=a.get("host"),
         pid=_int(a.get("pid")),
+        transfer=a.get("transfer") if isinstance(a.get("transfer"), dict) else None,
     )
 
 
@@ -324,6 +326,7 @@ class StudyRecord:
     sampler: str | None = None
     nas_version: str | None = None
     created_by: str | None = None
+    weights: dict[str, Any] | None = None  # --weights: the checkpoint fine-tuned from (name, path, sha256, ...)
 
     @property
     def made_by_nas(self) -> bool:
@@ -353,6 +356,7 @@ def read_study(study: optuna.Study) -> StudyRecord:
         sampler=a.get("sampler"),
         nas_version=a.get("nas_version"),
         created_by=a.get("created_by"),
+        weights=a.get("weights") if isinstance(a.get("weights"), dict) else None,
     )
 
 

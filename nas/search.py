@@ -44,6 +44,7 @@ from nas.record import (
     write_model_yaml,
 )
 from nas.samplers import check_sampler, make_sampler
+from nas.weights.base import transfer_attr
 
 CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
 # the built-in synthetic set a default search (and `nas evaluate`) trains and scores on: train / val images
@@ -73,6 +74,8 @@ class SearchOptions:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; prepare() resolves it to what the device runs
     synthetic_train: int = SYNTHETIC_TRAIN
     synthetic_val: int = SYNTHETIC_VAL
+    weights: str | None = None  # --weights: a checkpoint every candidate fine-tunes from (nas.weights.base)
+    base: Any = field(default=None, repr=False, compare=False)  # its nas.weights.Base, read by prepare()
     sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one
     run_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{time.time()}")
 
@@ -204,10 +207,13 @@ class Objective:
                 return False
             return True
 
+        init = self._initializer(arch, mhash)
         result = train_and_evaluate(cfg, data=self.data_spec, epochs=opts.epochs, imgsz=opts.imgsz,
                                     batch=opts.batch, seed=opts.seed, device=opts.device, callback=on_epoch,
                                     batch_callback=self.progress.batch_end, precision=opts.precision,
-                                    eval_epochs=self.eval_epochs(), too_big="fail")
+                                    eval_epochs=self.eval_epochs(), too_big="fail", init=init)
+        if init is not None and init.report is not None:
+            write(trial, transfer=transfer_attr(init.report))
         history = [_round_record(r) for r in result.history]
         write(trial, wall_time=round(result.wall_time, 3))
         write_history(trial, history, self.store)
@@ -222,6 +228,20 @@ class Objective:
         if not math.isfinite(result.fitness):
             raise CandidateFailed("non-finite fitness")
         return float(result.fitness), gflops
+
+    def _initializer(self, arch, mhash: str):
+        """With --weights: the hook that puts the checkpoint into the built candidate by the render's index map."""
+        from nas.space import model_hash, render_with_map
+        from nas.weights.base import Initializer
+
+        if self.opts.base is None:
+            return None
+        cfg, index_map = render_with_map(self.space, arch)
+        if self.nc is not None:
+            cfg["nc"] = int(self.nc)  # as the gate renders it
+        if model_hash(cfg) != mhash:  # the map must belong to the model that trains
+            raise CostMismatch(f"render_with_map and the gate rendered different models for {arch.short()}")
+        return Initializer(self.opts.base, index_map)
 
     def stop_rule(self, trial, gflops: float):
         """The candidate's stop rule (None: train to the end): successive halving at this search's rungs."""
@@ -315,6 +335,11 @@ def prepare(opts: SearchOptions):
     opts.device = parse_device(opts.device)
     opts.precision = resolve_precision(opts.precision, opts.device).name  # stored as what actually runs
     space = load_space(opts.space)
+    if opts.weights is not None:  # read (safely) and checked against the space before any study is touched
+        from nas.weights.base import fit_space, load_base
+
+        opts.base = load_base(opts.weights)
+        space = fit_space(space, opts.base)
     opts.space = space.path  # a shipped space's name becomes its file, for the study and the workers
     return space
 
@@ -330,13 +355,15 @@ def open_study(space, opts: SearchOptions):
     name = opts.study or space.name
     attrs = study_attrs(StudyRecord(created_by=opts.run_id, space_path=str(opts.space), base=space.base,
                                     imgsz=space.imgsz, budget=opts.budget.to_attr(), nas_version=__version__,
-                                    points=[p.name for p in space.points], proxy=opts.proxy(), sampler=opts.sampler))
+                                    points=[p.name for p in space.points], proxy=opts.proxy(), sampler=opts.sampler,
+                                    weights=opts.base.to_attr() if opts.base is not None else None))
     study = create_or_resume(opts.storage, name, space_hash=space.hash, attrs=attrs,
                              sampler=make_sampler(opts.sampler, opts.seed))
 
     n = len(study.get_trials(deepcopy=False))
     if n or opts.sampler_seed_offset:  # a resumed study or an extra worker must not replay the first proposals
         study.sampler = make_sampler(opts.sampler, opts.seed + n + opts.sampler_seed_offset)
+    _check_weights(study, name, opts)
     for key, label in (("budget", "--budget"),
                        ("proxy", "proxy settings (--data/--epochs/--imgsz/--batch/--seed/--precision)")):
         stored = getattr(read_study(study), key)
@@ -346,6 +373,25 @@ def open_study(space, opts: SearchOptions):
             raise NasError(f"study {name!r} was searched with {label} {stored}, not {attrs[key]}; scores would not "
                            f"compare: rerun with the same settings or start a new study with --study {name}-2")
     return study
+
+
+def _check_weights(study, name: str, opts: SearchOptions) -> None:
+    """Refuse to resume a study from other weights than it was searched from (or from none)."""
+    stored = read_study(study).weights
+    given = opts.base
+    if stored is None and given is None:
+        return
+    if stored is None:
+        raise NasError(f"study {name!r} was searched from scratch; --weights {opts.weights} would fine-tune its "
+                       f"next candidates and the scores would not compare: drop --weights or start a new study "
+                       f"with --study {name}-weights")
+    was = f"{stored.get('name')} (sha256 {str(stored.get('sha256'))[:8]}…)"
+    if given is None:
+        raise NasError(f"study {name!r} was searched fine-tuning from {was}; resume it with --weights "
+                       f"{stored.get('path')} or start a new study with --study {name}-2")
+    if stored.get("sha256") != given.sha256:
+        raise NasError(f"study {name!r} was searched fine-tuning from {was}, not {given.short()}; resume it with "
+                       f"--weights {stored.get('path')} or start a new study with --study {name}-2")
 
 
 def enqueue_start(study, space, run_id: str | None = None) -> None:

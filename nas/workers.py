@@ -30,7 +30,8 @@ def worker_command(opts: SearchOptions) -> list[str]:
         cmd += ["--budget", f"{budget.gflops!r}gflops"]
     if budget.params is not None:
         cmd += ["--budget", f"{budget.params}params"]
-    for flag, value in (("--study", opts.study), ("--storage", opts.storage), ("--data", opts.data)):
+    for flag, value in (("--study", opts.study), ("--storage", opts.storage), ("--data", opts.data),
+                        ("--weights", opts.weights)):
         if value is not None:
             cmd += [flag, str(value)]
     if opts.timeout is not None:

@@ -196,12 +196,13 @@ class WorkerHooks:
 
 
 def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], max_jobs: int | None = None,
-         hooks: WorkerHooks | None = None, precision: str = "fp32") -> int:
+         hooks: WorkerHooks | None = None, precision: str = "fp32", base: Any = None) -> int:
     """Claim and run waiting jobs until none is left (or max_jobs ran); returns the number run here.
 
     Jobs outside `wanted` (queued by an earlier audit with other options) are left waiting. Proxy repeats train
     at `precision` (the study's, so they repeat what the search ran); references always train in fp32, the
-    truth the proxy is held against.
+    truth the proxy is held against. With `base` (nas.weights.base.Base) every run, reference too, fine-tunes
+    from that checkpoint, transferred by aligning the job's model YAML with the checkpoint's.
     """
     from optuna.trial import TrialState
 
@@ -228,6 +229,7 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
                 run = train_job(job_model_yaml(aux, attrs), data, epochs=int(attrs["epochs"]), imgsz=imgsz, batch=batch,
                                 seed=int(attrs["seed"]), device=device,
                                 precision=precision if attrs.get("kind") == "proxy" else "fp32",
+                                **({} if base is None else {"init": _initializer(base)}),
                                 epoch_end=_bind(hooks.epoch_end, attrs),
                                 batch_end=hooks.batch_end)
         except KeyboardInterrupt:
@@ -251,6 +253,12 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
         if hooks.job_end:
             hooks.job_end(attrs, run)
     return done
+
+
+def _initializer(base: Any):
+    from nas.weights.base import Initializer
+
+    return Initializer(base)
 
 
 def _bind(fn: Callable[[dict, dict], None] | None, job: dict) -> Callable[[dict], None] | None:

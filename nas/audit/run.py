@@ -52,6 +52,7 @@ class AuditOptions:
     models: list[str] = field(default_factory=list)
     device: str = "cpu"
     max_jobs: int | None = None  # run at most this many jobs in this process (the rest on the next call)
+    weights: str | None = None  # the study's checkpoint (--weights); default: its recorded path, if it hashes the same
     n_boot: int = 1000
 
 
@@ -67,6 +68,7 @@ class Plan:
     jobs: list[Job]
     reference_epochs: int
     seeds: int
+    base: object = None  # nas.weights.base.Base of a study searched with --weights: every run fine-tunes from it
 
     @property
     def seed(self) -> int:
@@ -118,6 +120,7 @@ def prepare(opts: AuditOptions) -> Plan:
     if ref_epochs <= epochs:
         raise NasError(f"--reference-epochs {ref_epochs} must be more than the study's proxy epochs ({epochs}); "
                        f"e.g. --reference-epochs {4 * epochs}")
+    base = study_weights(study, opts.weights)  # before the data: a wrong file is refused at once
     data = build_data(proxy.get("data"), int(proxy["imgsz"]), proxy.get("synthetic"))
     if opts.models:
         cands = model_candidates(list(opts.models), data.nc, study.user_attrs.get("imgsz", proxy["imgsz"]))
@@ -132,10 +135,49 @@ def prepare(opts: AuditOptions) -> Plan:
                            f"{MIN_CANDIDATES + 2}) or audit named models with --models yolov5n yolov5s yolov5m")
         cands = _stored_selection(opts, study, pool) or select_candidates(pool, opts.candidates)
     _check_memory(cands, data, proxy)
+    _check_transfer(base, cands)
     jobs = plan_jobs(cands, epochs, ref_epochs, int(proxy.get("seed", 0)), opts.seeds)
-    plan = Plan(study, opts.storage, proxy, data, cands, jobs, ref_epochs, opts.seeds)
+    plan = Plan(study, opts.storage, proxy, data, cands, jobs, ref_epochs, opts.seeds, base)
     plan.precision(opts.device)  # the study's precision must run here: say so before any job is queued
     return plan
+
+
+def study_weights(study, weights: str | None):
+    """The checkpoint the study's candidates fine-tuned from (None: from scratch), the same file as the search's:
+    --weights, else the recorded path when it is here and hashes the same."""
+    from pathlib import Path
+
+    from nas.record import read_study
+    from nas.weights.base import load_base
+
+    stored, name = read_study(study).weights, study.study_name
+    if stored is None:
+        if weights is not None:
+            raise NasError(f"study {name!r} was searched from scratch; --weights {weights} would audit fine-tuned "
+                           f"runs against its scores: drop --weights")
+        return None
+    was = f"{stored.get('name')} (sha256 {str(stored.get('sha256'))[:8]}…)"
+    path = weights or stored.get("path")
+    if weights is None and not (isinstance(path, str) and Path(path).is_file()):
+        raise NasError(f"study {name!r} was searched fine-tuning from {was}, recorded at {path}, which is not here; "
+                       f"pass that checkpoint with --weights PATH")
+    base = load_base(path)
+    if base.sha256 != stored.get("sha256"):
+        flag = "--weights " if weights is not None else "the recorded "
+        raise NasError(f"{flag}{path} is not the checkpoint study {name!r} was searched from: sha256 "
+                       f"{base.sha256[:8]}…, the study's {was}; pass the same file with --weights")
+    return base
+
+
+def _check_transfer(base, cands: list[Candidate]) -> None:
+    """NasError before any job when the checkpoint cannot be aligned with a candidate's model YAML."""
+    from nas.weights import alignment
+
+    for c in cands if base is not None else []:
+        try:
+            alignment(base.cfg, {**yaml.safe_load(c.model_yaml), "_source": c.label})
+        except NasError as e:
+            raise NasError(f"--weights {base.path}: cannot transfer into {c.label}: {e}") from None
 
 
 def _check_memory(cands: list[Candidate], data, proxy: dict) -> None:
@@ -194,7 +236,7 @@ def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan |
     if opts.max_jobs != 0:
         ran = work(aux, plan.data, imgsz=int(plan.proxy["imgsz"]), batch=int(plan.proxy["batch"]), device=opts.device,
                    wanted={j.key for j in plan.jobs}, max_jobs=opts.max_jobs, hooks=hooks,
-                   precision=plan.precision(opts.device))
+                   precision=plan.precision(opts.device), base=plan.base)
     report = report_of(plan, aux, opts.n_boot)
     stored = False
     if report.finished and report.n >= MIN_CANDIDATES:

@@ -13,3 +13,6 @@ ONNX_HELP = ("Also write the model as ONNX to FILE.onnx (batch 1, fp32, seeded r
 ONNX_OPSET_HELP = "ONNX opset for --onnx [default: 17; 18 with --onnx-exporter dynamo]."
 ONNX_EXPORTER_HELP = ("torch.onnx exporter for --onnx: torchscript (torch.onnx.export(dynamo=False)) or dynamo "
                       "(torch.export based; needs onnxscript).")
+WEIGHTS_HELP = ("Fine-tune from this checkpoint (YOLOv5 v6.x/v7.0 train.py's, or nas's; read without running its "
+                "code): every model starts from its weights, each base layer in the layer that plays its role; "
+                "the proxy then fine-tunes with the same hyperparameters, as YOLOv5's train.py --weights does.")

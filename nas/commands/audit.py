@@ -28,9 +28,12 @@ from nas.files import check_output
 @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
 @click.option("--max-jobs", default=None, type=int, metavar="N",
               help="Run at most N training jobs now (0: only report); the same command continues later.")
+@click.option("--weights", default=None, metavar="CHECKPOINT.pt",
+              help="The checkpoint the study fine-tuned from (its sha256 must match the study's) [default: the "
+                   "path the study recorded, when that file is here and unchanged]. Every run fine-tunes from it.")
 @click.argument("more_models", nargs=-1, metavar="")
 def command(study_name, storage, candidates, reference_epochs, seeds, models, plot_path, as_json, device, max_jobs,
-            more_models) -> None:
+            weights, more_models) -> None:
     """Measure how well the search's short proxy ranks candidates, against longer training.
 
     Trains a spread of the study's candidates longer (the reference) and at more seeds, and reports how well
@@ -57,9 +60,14 @@ def command(study_name, storage, candidates, reference_epochs, seeds, models, pl
     if plot_path:
         check_output(plot_path, "--plot")  # refused before hours of training, not after
     opts = AuditOptions(study=study_name, storage=storage, candidates=candidates, reference_epochs=reference_epochs,
-                        seeds=seeds, models=[*models, *more_models], device=device, max_jobs=max_jobs)
+                        seeds=seeds, models=[*models, *more_models], device=device, max_jobs=max_jobs,
+                        weights=weights)
     plan = prepare(opts)
     display = Display(plan)
+    if plan.base is not None:  # every run, proxy repeats and references, fine-tunes from the study's checkpoint
+        from nas.weights.base import header_line
+
+        display.console.print(header_line(plan.base, plan.data.nc, narrowed=False) + " (every run)", highlight=False)
     try:
         with display:
             result = run_audit(opts, display.hooks(), plan=plan)

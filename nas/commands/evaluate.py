@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from nas.commands._options import DEVICE_HELP
+from nas.commands._options import DEVICE_HELP, WEIGHTS_HELP
 
 
 @click.command("evaluate")
@@ -42,6 +42,7 @@ from nas.commands._options import DEVICE_HELP
     metavar="DIR",
     help="Where the synthetic dataset is written (default $NAS_CACHE or ~/.cache/nas).",
 )
+@click.option("--weights", default=None, metavar="CHECKPOINT.pt", help=WEIGHTS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout (progress stays on stderr).")
 def command(
     model: str,
@@ -53,6 +54,7 @@ def command(
     device: str,
     precision: str,
     cache_dir: str | None,
+    weights: str | None,
     as_json: bool,
 ) -> None:
     """Train MODEL briefly and report mAP50, mAP50-95 and fitness (0.1 mAP50 + 0.9 mAP50-95).
@@ -66,6 +68,7 @@ def command(
     \b
     Example:
       nas evaluate best.yaml --data coco8.yaml --epochs 10 --imgsz 256
+      nas evaluate edited.yaml --weights yolov5n.pt   # fine-tune: the checkpoint aligned layer by layer
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -76,6 +79,7 @@ def command(
     from nas.train import train_and_evaluate
 
     device = parse_device(device)
+    init = _initializer(model, weights)  # the checkpoint is read and aligned with MODEL before any training
     err = Console(stderr=True)
     out = make_console() if not as_json else err
 
@@ -133,6 +137,7 @@ def command(
             result = train_and_evaluate(
                 model, source, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
                 callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir, precision=precision,
+                init=None if init is None else _printing(init, err),
             )  # fmt: skip
     finally:
         log.removeHandler(handler)
@@ -146,6 +151,9 @@ def command(
             "batch": batch,
             **result.to_dict(),
         }
+        if init is not None:
+            doc["weights"] = init.base.to_attr()
+            doc["transfer"] = init.report.to_dict() if init.report is not None else None
         click.echo(json.dumps(doc, indent=1))
     else:
         table = Table(title=f"{model}: proxy result", title_justify="left")
@@ -165,3 +173,27 @@ def command(
     if result.status == "failed":
         err.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _initializer(model: str, weights: str | None):
+    """With --weights: the checkpoint, read safely, and the hook that aligns it with MODEL and transfers it."""
+    if weights is None:
+        return None
+    from nas.model import load_cfg
+    from nas.weights import alignment
+    from nas.weights.base import Initializer, load_base
+
+    base = load_base(weights)
+    alignment(base.cfg, load_cfg(model))  # a model the checkpoint cannot be aligned with fails before training
+    return Initializer(base)
+
+
+def _printing(init, err):
+    """The init hook that also prints the transfer line (before the first epoch's header)."""
+
+    def hook(model):
+        report = init(model)
+        err.print(report.line(init.base.name), highlight=False, soft_wrap=True)
+        return report
+
+    return hook

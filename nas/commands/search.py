@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
+from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP, WEIGHTS_HELP
 
 
 @click.command("search")
@@ -44,9 +44,10 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP
               help="Proxy training precision: auto = bf16 + channels_last on CPUs with native bf16, fp32 elsewhere "
                    "(GPUs too: fp16 did not rank like fp32 there). bf16 ranks candidates like fp32 "
                    "(docs/FIDELITY.md).")
+@click.option("--weights", default=None, metavar="CHECKPOINT.pt", help=WEIGHTS_HELP)
 @click.option("--worker", "is_worker", is_flag=True, hidden=True)
 def command(space, budget, trials, timeout, study_name, storage, sampler, seed, data, epochs, imgsz, batch, device,
-            workers, early_stop, eta, precision, is_worker) -> None:
+            workers, early_stop, eta, precision, weights, is_worker) -> None:
     """Search where attention blocks go in a YOLOv5 model, under a compute budget.
 
     Candidates over the budget are rejected before training (counted on the meta device) and recorded as
@@ -66,7 +67,7 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
                          timeout=parse_duration(timeout), study=study_name, storage=storage, sampler=sampler,
                          seed=seed, data=data, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
                          workers=parse_workers(workers, storage, device), early_stop=early_stop,
-                         eta=eta, precision=precision)
+                         eta=eta, precision=precision, weights=weights)
     space_obj = prepare(opts)
     try:
         if is_worker:
@@ -116,6 +117,10 @@ def _run_main(opts, space) -> None:
         console.print(f"started {len(children)} more worker process(es); "
                       f"logs in studies/{study.study_name}-worker*.log")
     display = Display(console, opts, study, mask_url(opts.storage))
+    if opts.base is not None:
+        from nas.weights.base import header_line
+
+        display.weights_line = header_line(opts.base, space.nc or data_spec.nc)
     try:
         with workers_stop_with_us(children), display.live():
             summary = run_search(opts, display.progress(), space=space, study=study, data_spec=data_spec)

@@ -335,6 +335,7 @@ def train_and_evaluate(
     deterministic: bool = True,
     batch_callback: Callable[[int, int, int], None] | None = None,
     too_big: str = "error",
+    init: Callable[[nn.Module], Any] | None = None,
 ) -> ProxyResult:
     """Train a model (built-in name, YAML path, cfg dict, or module) briefly and score it on the val split.
 
@@ -350,6 +351,8 @@ def train_and_evaluate(
     the other epochs carry the training losses but no mAP50, mAP50-95 or fitness keys.
     Before any image is made or read, the run's memory is estimated (nas.train.memory); when it exceeds what
     is available, too_big="error" raises NasError and too_big="fail" returns a failed result saying so.
+    init(model) runs once the model is built (seeded) and before it trains: e.g. a checkpoint's transfer
+    (nas.weights.Initializer), which makes the run fine-tune.
     """
     t_start = time.perf_counter()
     hyp = Hyp.from_any(hyp)
@@ -384,6 +387,8 @@ def train_and_evaluate(
             result.status, result.reason = Outcome.FAILED, f"model build: {_describe(e)}"
             result.wall_time = time.perf_counter() - t_start
             return result
+        if init is not None:
+            init(model)
         result.params = sum(p.numel() for p in model.parameters())
         gs = int(max(int(getattr(model, "stride", torch.tensor([32])).max()), 32))
         if imgsz % gs:
