@@ -332,6 +332,10 @@ def prepare(opts: SearchOptions):
         raise NasError(f"--imgsz {opts.imgsz} must be a multiple of 32 and at least 64")
     if not opts.budget:
         raise NasError("--budget is required, e.g. --budget 10gflops (see `nas space SPACE` for the costs)")
+    if opts.budget.latency_ms is not None:  # nas.latency measures and predicts; the search does not gate on it yet
+        raise NasError(f"--budget {opts.budget.latency_ms:g}ms: latency budgets are not in the search yet (the "
+                       f"latency table is measured by nas.latency, not yet stored in studies); use a GFLOPs or "
+                       f"params budget, e.g. --budget 10gflops")
     opts.device = parse_device(opts.device)
     opts.precision = resolve_precision(opts.precision, opts.device).name  # stored as what actually runs
     space = load_space(opts.space)
