@@ -25,7 +25,7 @@ def coco8(shared_dir: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_search_worker():
     """`nas search` runs one worker per core on a journal file by default; tests name their workers and their
     storage (NAS_WORKERS, NAS_STORAGE) so a test's trial counts do not depend on the machine and its studies
