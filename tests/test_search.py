@@ -293,6 +293,7 @@ def test_clearly_worse_candidate_stops_at_the_first_rung_and_a_resume_keeps_the_
 
 
 def test_precision_reaches_the_trainer_and_belongs_to_the_proxy(workdir, tiny_data, monkeypatch):
+    monkeypatch.setattr("nas.train.precision.cpu_has_native_bf16", lambda: True)  # bf16 runs (slowly) on any CPU
     import nas.train
 
     real, seen = nas.train.train_and_evaluate, []
@@ -321,7 +322,8 @@ def test_precision_reaches_the_trainer_and_belongs_to_the_proxy(workdir, tiny_da
     assert len(seen) == 1
 
 
-def test_evaluate_trains_at_the_chosen_precision(tiny_data):
+def test_evaluate_trains_at_the_chosen_precision(tiny_data, monkeypatch):
+    monkeypatch.setattr("nas.train.precision.cpu_has_native_bf16", lambda: True)  # the machine may lack avx512_bf16
     import json
 
     args = ["evaluate", "yolov5n", "--data", tiny_data, "--epochs", "1", "--imgsz", "64", "--json"]
