@@ -144,7 +144,7 @@ def _stand_in(qualname: str) -> type:
 
 def _is_module_class(module: str, name: str) -> bool:
     inside = any(module == p or module.startswith(p + ".") for p in _MODULE_PACKAGES)
-    return inside and name.isidentifier() and name[:1].isupper()
+    return inside and name.isidentifier() and name.lstrip("_")[:1].isupper()  # blocks.ge._GatherNorm too
 
 
 class Refused(pickle.UnpicklingError):
