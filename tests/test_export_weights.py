@@ -5,6 +5,8 @@ line names it; another file than the study's, a bad file or an unwritable place 
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import re
 import shutil
 import sqlite3
@@ -70,6 +72,11 @@ def workdir(searched, tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
 def export(*args: str):
     return CliRunner().invoke(main, ["export-best", "--out", "out/best.yaml", "--trial", both_blocks(), *args])
 
@@ -131,6 +138,10 @@ def test_another_checkpoint_a_bad_file_or_an_unwritable_place_writes_nothing(wor
     Path("cut.pt").write_bytes(raw[: len(raw) // 3])
     one_error(export("--weights", "cut.pt"), "cut.pt", "truncated")
     one_error(export("--weights", "missing.pt"), "missing.pt", "not found")
+    Path("evil.pt").write_bytes(pickle.dumps({"model": Evil()}))
+    one_error(export("--weights", "evil.pt"), "evil.pt", "refused to load", "system")
+    assert not Path("pwned.txt").exists()
+    assert not Path("out").exists()  # neither best.yaml nor best.pt, nor their folder
     Path("out").write_text("a file where the folder should be")
     one_error(export("--weights", "base.pt"), "--out", "is not a folder")
     assert Path("out").read_text() == "a file where the folder should be"
