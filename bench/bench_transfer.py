@@ -63,6 +63,18 @@ def main() -> None:
                        ("hand-edited: SGE, FocalModulation, GE, FLA", SEVERAL)):
         cfg = yaml.safe_load(text) | {"width_multiple": 0.25}
         print(row(name, base_cfg, cfg, None))
+    seed = seed_sge()
+    if seed is not None:  # the seed post's yolov5_SGE.yaml (yolov5l's multiples) at yolov5n's, as it advises
+        print(row("seed post: yolov5_SGE.yaml (SGE after P4 and P5 outputs)", base_cfg,
+                  seed | {"depth_multiple": 0.33, "width_multiple": 0.25}, None))
+
+
+def seed_sge() -> dict | None:
+    path = ROOT.parent / "shared" / "seeds" / "001_3ac20f68650d82e2.txt"
+    if not path.is_file():
+        return None
+    post = path.read_text(encoding="utf-8")
+    return yaml.safe_load(post[post.index("# YOLOv5 🚀 by Ultralytics"):post.index("温馨提示")])
 
 
 if __name__ == "__main__":

@@ -60,6 +60,13 @@ PRETRAIN = ("python -c \"import torch; from nas.data import SyntheticConfig; fro
             "m = build_model('yolov5n', nc=8); train_and_evaluate(m, task, epochs=4, imgsz=128); "
             "write_checkpoint(m, 'yolov5n-demo.pt', names=task.names)\"")
 ONNX_DEMO = "--study onnx-demo --storage sqlite:///studies/onnx-demo.db"
+PRETRAIN_ONCE = f"test -f yolov5n-demo.pt || {PRETRAIN}"
+# yolov5n.yaml as a user edits it: SGE inserted after layer 17 (the P3 output), the later `from`s moved by hand
+SGE_YAML = ("python -c \"import yaml; from nas.model import load_cfg; c = load_cfg('yolov5n'); c.pop('_source'); "
+            "c['nc'] = 8; h = c['head']; h.insert(8, [-1, 1, 'SGE', [256]]); h[10][0] = [-1, 14]; "
+            "h[13][0] = [-1, 10]; h[15][0] = [18, 21, 24]; "
+            "open('yolov5n_sge.yaml', 'w').write(yaml.safe_dump(c, sort_keys=False))\"")
+TX = "--study tx --storage sqlite:///studies/tx.db"
 
 EXAMPLES: dict[str, Example] = {
     "profile": Example(["nas profile yolov5s"], head=12, tail=6),
@@ -93,6 +100,14 @@ EXAMPLES: dict[str, Example] = {
     "evaluate-weights": Example([f"nas export-best {FT} --out ft.yaml",
                                  "nas evaluate ft.yaml --weights yolov5n-demo.pt --epochs 2"],
                                 needs=["search-weights"]),
+    # nas transfer: the stand-in checkpoint into a hand-edited yolov5n.yaml (SGE after layer 17)
+    "transfer": Example(["nas transfer --weights yolov5n-demo.pt --cfg yolov5n_sge.yaml --out yolov5n_sge.pt"],
+                        setup=[PRETRAIN_ONCE, SGE_YAML]),
+    # export-best --weights on a demo study fine-tuned from the stand-in (3 one-epoch candidates at 64 px)
+    "export-weights": Example([f"nas export-best {TX} --trial 1 --out best.yaml --weights yolov5n-demo.pt",
+                               "grep -E '^# (choices|train)' best.yaml"],
+                              setup=[PRETRAIN_ONCE, f"nas search --space neck --budget 10gflops --weights "
+                                     f"yolov5n-demo.pt {TX} --epochs 1 --imgsz 64 --trials 3"]),
     "audit-weights": Example([f"nas audit {FT} --candidates 3 --seeds 1 --reference-epochs 4"], head=3, tail=8,
                              needs=["search-weights"]),
 }

@@ -10,7 +10,8 @@ import click
 from nas import __version__
 from nas.errors import NasError
 
-WORKFLOW = ["profile", "blocks", "space", "evaluate", "search", "audit", "pareto", "export-best", "dashboard"]
+WORKFLOW = ["profile", "blocks", "space", "transfer", "evaluate", "search", "audit", "pareto", "export-best",
+            "dashboard"]
 
 
 class NasGroup(click.Group):

@@ -158,8 +158,8 @@ def pick_notes(study: optuna.Study, t: FrozenTrial, *, trial: int | None = None,
 
 
 def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out: Path,
-           notes: PickNotes | None = None) -> str:
-    """The comment lines heading an exported YAML."""
+           notes: PickNotes | None = None, checkpoint: Path | None = None) -> str:
+    """The comment lines heading an exported YAML (`checkpoint`: the best.pt written beside it, if any)."""
     r, sr = read(t), read_study(study)
     h, w = study_imgsz(study)
 
@@ -191,11 +191,20 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
     lines += [f"# {line}" for line in (notes.lines(t.number) if notes is not None else [])]
     lines += [
         f"# nas_version: {sr.nas_version or '-'} (exported by nas {__version__})",
-        f"# train: nas evaluate {name} | in a YOLOv5 checkout: "
-        f"python -m nas.yolov5_register train.py --cfg {name} "
-        f"--data DATA.yaml --weights '' --img {max(h, w)}",
+        f"# train: {train_line(name, max(h, w), checkpoint)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def train_line(name: str, img: int, checkpoint: Path | None = None) -> str:
+    """How to train the exported YAML: from scratch, or from the best.pt written beside it (stock YOLOv5 v7.0
+    under torch >= 2.6 loads a checkpoint only with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1)."""
+    if checkpoint is None:
+        return (f"nas evaluate {name} | in a YOLOv5 checkout: python -m nas.yolov5_register train.py --cfg {name} "
+                f"--data DATA.yaml --weights '' --img {img}")
+    return (f"nas evaluate {name} --weights {checkpoint.name} | in a YOLOv5 checkout: "
+            f"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 python -m nas.yolov5_register train.py --cfg {name} "
+            f"--data DATA.yaml --weights {checkpoint.name} --img {img}")
 
 
 def export_best(
@@ -209,6 +218,7 @@ def export_best(
     onnx: str | Path | None = None,
     onnx_opset: int | None = None,
     onnx_exporter: str = "torchscript",
+    checkpoint: Path | None = None,
 ) -> Export:
     """Choose a trial, check that its YAML rebuilds what was scored, and write it with a comment header.
 
@@ -224,7 +234,7 @@ def export_best(
     text = trial_model_yaml(study, t, store)
     cfg, params, gflops = round_trip(study, t, text)
     notes = pick_notes(study, t, trial=trial, max_gflops=max_gflops, pick=pick)
-    body = header(study, t, params, gflops, out, notes) + text.rstrip("\n") + "\n"
+    body = header(study, t, params, gflops, out, notes, checkpoint) + text.rstrip("\n") + "\n"
     imgsz = study_imgsz(study)
     report = None
     if onnx_path is not None:

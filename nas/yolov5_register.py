@@ -11,17 +11,22 @@ needed, and `register()` does both:
    the real input width (taken from nas's own parse of the same YAML) and the hyperparameters complete
    and validated (a mapping, so parse_model's `eval` of string args cannot touch them).
 
-Use it from a YOLOv5 checkout:
+Use it from a YOLOv5 checkout, for any of its scripts (train.py, val.py, detect.py, export.py, models/yolo.py):
 
     python -m nas.yolov5_register train.py --cfg best.yaml --data coco128.yaml --weights '' --img 640
+    python -m nas.yolov5_register models/yolo.py --cfg best.yaml
 
-or in your own script: `import models.yolo; from nas.yolov5_register import register; register(models.yolo)`.
+The scripts' own `parse_model` is patched as well as `models.yolo`'s: `python models/yolo.py` runs that file as
+`__main__`, a namespace of its own, so the script is run in two parts, its definitions, then (blocks
+registered in them) its `if __name__ == "__main__":` block. In your own script: `import models.yolo; from
+nas.yolov5_register import register; register(models.yolo)`.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import copy
-import runpy
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -81,15 +86,31 @@ def prepare_cfg(d: dict, ch: int = 3) -> dict:
     return cfg
 
 
+def import_yolo() -> ModuleType:
+    """YOLOv5's `models.yolo`; NasError with the real cause when it does not import (only a missing `models`
+    package means "not in a YOLOv5 checkout")."""
+    try:
+        import models.yolo as yolo_module  # type: ignore[import-not-found]
+    except ImportError as e:
+        if e.name in ("models", "models.yolo"):
+            raise NasError("cannot import models.yolo: run from a YOLOv5 checkout (or put it on PYTHONPATH)") from None
+        hint = ""
+        if e.name == "pkg_resources":
+            hint = ("; YOLOv5 v7.0 imports pkg_resources, which setuptools 81 and later no longer ship: "
+                    "pip install 'setuptools<81' in YOLOv5's environment")
+        elif e.name:
+            hint = f"; {e.name} is missing from YOLOv5's environment: pip install -r requirements.txt there"
+        raise NasError(f"YOLOv5's models.yolo was found but failed to import: {type(e).__name__}: {e}{hint}") from None
+    except Exception as e:  # noqa: BLE001 - whatever YOLOv5's import raises, said in one line
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise NasError(f"YOLOv5's models.yolo was found but failed to import: {type(e).__name__}: {first}") from None
+    return yolo_module
+
+
 def register(yolo_module: ModuleType | None = None) -> list[str]:
     """Patch YOLOv5's `models.yolo` so its parse_model builds nas blocks; returns the names registered."""
     if yolo_module is None:
-        try:
-            import models.yolo as yolo_module  # type: ignore[import-not-found, no-redef]
-        except ImportError:
-            raise NasError(
-                "cannot import models.yolo: run from a YOLOv5 checkout (or put it on PYTHONPATH)"
-            ) from None
+        yolo_module = import_yolo()
     classes = block_classes()
     for name, cls in classes.items():
         setattr(yolo_module, name, cls)
@@ -106,26 +127,61 @@ def register(yolo_module: ModuleType | None = None) -> list[str]:
     return sorted(classes)
 
 
+def _checkout(script: Path) -> Path:
+    """The YOLOv5 checkout a script belongs to: the nearest folder on its way holding models/yolo.py."""
+    for folder in script.parents:
+        if (folder / "models" / "yolo.py").is_file():
+            return folder
+    return script.parent
+
+
+def _main_block(tree: ast.Module) -> int:
+    """Index of the script's top-level `if __name__ == "__main__":` (the body's length when it has none)."""
+    for i, node in enumerate(tree.body):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and \
+                isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__":
+            return i
+    return len(tree.body)
+
+
+def run_script(script: Path, argv: list[str]) -> None:
+    """Run a YOLOv5 script as `__main__` (as `python SCRIPT` would) with the blocks registered in
+    `models.yolo` and, when the script defines `parse_model` itself (models/yolo.py), in its own namespace,
+    between its definitions and its `__main__` block."""
+    tree = ast.parse(script.read_text(encoding="utf-8"), str(script))
+    split = _main_block(tree)
+    module = ModuleType("__main__")
+    module.__dict__.update(__file__=str(script), __builtins__=builtins, __package__="", __spec__=None,
+                           __cached__=None)
+    sys.argv = [str(script), *argv]
+    sys.modules["__main__"] = module
+    code = module.__dict__
+    exec(compile(ast.Module(tree.body[:split], []), str(script), "exec"), code)  # noqa: S102 - the user's script
+    if callable(code.get("parse_model")):
+        register(module)
+    exec(compile(ast.Module(tree.body[split:], []), str(script), "exec"), code)  # noqa: S102
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m nas.yolov5_register SCRIPT.py [args]`: register the blocks, then run a YOLOv5 script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or not argv[0].endswith(".py"):
-        print("usage: python -m nas.yolov5_register train.py|val.py|detect.py [its options]", file=sys.stderr)
+        print("usage: python -m nas.yolov5_register train.py|val.py|detect.py|models/yolo.py [its options]",
+              file=sys.stderr)
         raise SystemExit(2)
     script = Path(argv[0]).resolve()
     if not script.is_file():
         print(f"error: {script} not found; run this from a YOLOv5 checkout", file=sys.stderr)
         raise SystemExit(2)
-    root = str(script.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    for folder in (str(_checkout(script)), str(script.parent)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     try:
         register()
     except NasError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    sys.argv = [str(script), *argv[1:]]
-    runpy.run_path(str(script), run_name="__main__")
+    run_script(script, argv[1:])
 
 
 if __name__ == "__main__":

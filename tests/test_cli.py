@@ -205,7 +205,8 @@ def test_plain_lines_show_proxy_epochs_and_the_rejected_size():
 
 # ------------------------------------------------------------------------------------------------ help
 
-WORKFLOW = ["profile", "blocks", "space", "evaluate", "search", "audit", "pareto", "export-best", "dashboard"]
+WORKFLOW = ["profile", "blocks", "space", "transfer", "evaluate", "search", "audit", "pareto", "export-best",
+            "dashboard"]
 
 
 def test_help_lists_commands_in_workflow_order_with_whole_descriptions():

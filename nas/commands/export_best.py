@@ -40,6 +40,9 @@ from nas.commands._options import (
 @click.option("--onnx-opset", type=click.IntRange(min=7), default=None, metavar="N", help=ONNX_OPSET_HELP)
 @click.option("--onnx-exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript",
               show_default=True, help=ONNX_EXPORTER_HELP)
+@click.option("--weights", default=None, metavar="BASE.pt",
+              help="Also write best.pt beside the YAML (--out with the suffix .pt): this checkpoint transferred into "
+              "the exported architecture, in YOLOv5 v7.0's format; it must be the file the study fine-tuned from.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (the export and the ONNX check) "
               "instead of lines.")
 def command(
@@ -52,6 +55,7 @@ def command(
     onnx: str | None,
     onnx_opset: int | None,
     onnx_exporter: str,
+    weights: str | None,
     as_json: bool,
 ) -> None:
     """Write a complete YOLOv5 model YAML for one trial, headed by its scores and how to train it.
@@ -61,6 +65,10 @@ def command(
     exactly and its GFLOPs to 1e-6, or nothing is written. The header also states every choice, the proxy
     settings behind the scores and, once `nas audit` has run, whether the pick ties with other trials.
 
+    With --weights, best.pt holds the checkpoint's layers at their new indices and the blocks at a seeded init
+    (the study keeps no trained weights); stock YOLOv5 `train.py --cfg best.yaml --weights best.pt` loads it
+    whole, and the header's train line says so.
+
     With --onnx the same model is also written as ONNX, run in onnxruntime and compared with torch; a
     mismatch or a block that does not export writes neither file.
 
@@ -68,16 +76,26 @@ def command(
     Example:
       nas export-best --pick knee --out best.yaml
       nas export-best --out best.yaml --onnx best.onnx
+      nas export-best --out best.yaml --weights yolov5n.pt
     """
     from nas.export import export_best
     from nas.storage import existing_store, load_nas_study
 
     study = load_nas_study(storage, study_name)
     store = existing_store(storage)  # the model YAML artifacts (studies made before them keep a user attr)
-    result = export_best(study, out, trial=trial, max_gflops=max_gflops, pick=pick, store=store, onnx=onnx,
-                         onnx_opset=onnx_opset, onnx_exporter=onnx_exporter)
+    options = dict(trial=trial, max_gflops=max_gflops, pick=pick, store=store, onnx=onnx, onnx_opset=onnx_opset,
+                   onnx_exporter=onnx_exporter)
+    if weights is None:
+        result, checkpoint = export_best(study, out, **options), None
+    else:
+        from nas.weights.export import export_best_weights
+
+        result, checkpoint = export_best_weights(study, out, weights, **options)
     if as_json:
-        click.echo(json.dumps(result.to_dict(study.study_name)))
+        doc = result.to_dict(study.study_name)
+        if checkpoint is not None:
+            doc["checkpoint"] = checkpoint.to_dict()
+        click.echo(json.dumps(doc))
         return
     h, w = result.imgsz
     fitness = "-" if result.fitness is None else f"{result.fitness:.4f}"
@@ -92,3 +110,6 @@ def command(
         from nas.onnx_export import result_line
 
         click.echo(result_line(result.onnx, result.imgsz), err=True)
+    if checkpoint is not None:
+        for line in checkpoint.lines():
+            click.echo(line, err=True)
