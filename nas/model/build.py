@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from nas.errors import NasError
-from nas.model.yolo import REQUIRED_KEYS, DetectionModel
+from nas.model.parse import REQUIRED_KEYS
+from nas.model.yolo import DetectionModel
 
 CFG_DIR = Path(__file__).parent / "cfg"
 BUILTIN = tuple(sorted(p.stem for p in CFG_DIR.glob("*.yaml")))

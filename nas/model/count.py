@@ -24,7 +24,8 @@ from nas.errors import NasError
 from nas.lazy import lazy
 from nas.model.build import build_model, parse_imgsz
 from nas.model.common import Conv
-from nas.model.yolo import DetectionModel, layer_inputs, meta_fast_norms
+from nas.model.parse import layer_inputs
+from nas.model.yolo import DetectionModel, meta_fast_norms
 
 thop = lazy("thop")  # optional: only for the figure YOLOv5's model summary prints
 
