@@ -36,11 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 # --- every name taken from nas, in one place (after the path insert: the bench runs its own checkout) ------
 from nas.audit.jobs import train_job  # noqa: E402
-from nas.audit.links import build_data, count_cost, load_model_cfg, trainer_accepts  # noqa: E402
 from nas.audit.report import CandidateRuns, scores  # noqa: E402
 from nas.audit.stats import correlate, kendall_tau, mean_pairwise_tau, pooled_sd  # noqa: E402
 from nas.cost import predict_cost  # noqa: E402
+from nas.data.resolve import proxy_data  # noqa: E402
 from nas.data.synthetic import GENERATOR_VERSION  # noqa: E402
+from nas.model import count, load_cfg  # noqa: E402
 from nas.rungs import fronts, promote, rung_epochs  # noqa: E402
 from nas.space import baseline, load_space, model_hash, render, sample, to_yaml  # noqa: E402
 from nas.storage.heartbeat import process_alive  # noqa: E402
@@ -99,13 +100,6 @@ def variants(base: Settings) -> dict[str, Settings]:
     return {k: v for k, v in out.items() if v.valid() and (k == "default" or v != base)}
 
 
-def unsupported(s: Settings) -> str | None:
-    """Why the trainer cannot run these settings yet, or None."""
-    if s.precision != "fp32" and not trainer_accepts("precision"):
-        return "train_and_evaluate has no precision= argument yet"
-    return None
-
-
 # ------------------------------------------------------------------------------------------- candidates
 
 
@@ -144,10 +138,11 @@ def candidates(nc: int, per_width: int = PER_WIDTH, draws: int = 400) -> list[Ca
             pool[h] = (arch, cfg, flops / 1e9)
     out: list[Candidate] = []
     for name in ("yolov5n", "yolov5s"):
-        cfg = load_model_cfg(name)
+        cfg = load_cfg(name)
         cfg.pop("_source", None)
         cfg["nc"] = nc
-        gflops, params = count_cost(cfg, space.imgsz)
+        cost = count(cfg, space.imgsz)
+        gflops, params = cost.gflops, cost.params
         out.append(Candidate(name, name, None, "-", gflops, params, to_yaml(cfg)))
     known = {model_hash(yaml_load(c.model_yaml)) for c in out}
     for gw in space.width_multiple:
@@ -162,7 +157,8 @@ def candidates(nc: int, per_width: int = PER_WIDTH, draws: int = 400) -> list[Ca
                 picks.append(h)
         for h in picks:
             arch, cfg, _ = pool[h]
-            gflops, params = count_cost(cfg, space.imgsz)
+            cost = count(cfg, space.imgsz)
+            gflops, params = cost.gflops, cost.params
             blocks = " ".join(_short(p, c) for p, c in arch.choices.items() if c["block"] != "none") or "none"
             label = f"w{gw:g} {blocks}"
             if h in known:  # the block-free 0.25-wide model is yolov5n itself
@@ -278,11 +274,7 @@ def run_all(args) -> None:
     runs = plan(cands, base)
     done = load_results(path)
     todo = [r for r in runs if r.key not in done]
-    skipped = {r.settings for r in todo if unsupported(r.settings)}
-    for s in skipped:
-        print(f"skip {s.key()}: {unsupported(s)}", flush=True)
-    todo = [r for r in todo if r.settings not in skipped]
-    n_done = len(runs) - len(todo) - sum(1 for r in runs if r.settings in skipped)
+    n_done = len(runs) - len(todo)
     todo = [r for r in todo if not args.only or any(o in r.key for o in args.only)]
     print(f"{len(cands)} candidates, {len(runs)} runs planned, {n_done} already in {path}, {len(todo)} to run"
           + (f" (--only {' '.join(args.only)})" if args.only else ""), flush=True)
@@ -356,7 +348,7 @@ def _command() -> str:
 def _data(cache: dict, s: Settings):
     k = (s.imgsz, s.n_train, s.n_val)
     if k not in cache:
-        cache[k] = build_data(None, s.imgsz, [s.n_train, s.n_val])
+        cache[k] = proxy_data(None, s.imgsz, [s.n_train, s.n_val])
     return cache[k]
 
 
@@ -392,9 +384,6 @@ def analyse(results: dict[str, dict], cands: list[Candidate], base: Settings) ->
     n_c = len(cands)
     by_key = {c.key: c for c in cands}
     for name, s in variants(base).items():
-        if unsupported(s):
-            rows.append({"variant": name, "skipped": unsupported(s)})
-            continue
         runs = _runs_for(results, cands, s, [0, 1, 2])
         cand_runs = {k: CandidateRuns(k, by_key[k].label, by_key[k].gflops, by_key[k].params, proxy=v)
                      for k, v in runs.items() if 0 in v}
@@ -543,7 +532,7 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
     when none does, the best τ, ties (within 0.05) going to the cheaper. Only what `nas search` can run
     competes: one training run per candidate scored by its best-epoch fitness (other scores and seed means are
     reported beside them), measured on at least MIN_N candidates; GFLOPs/params alone are yardsticks."""
-    pool = [r for r in rows if "skipped" not in r and r["n"] >= MIN_N and math.isfinite(r["tau"])
+    pool = [r for r in rows if r["n"] >= MIN_N and math.isfinite(r["tau"])
             and math.isfinite(r["cpu_s"]) and r["variant"].endswith(": best epoch")]
     if not pool:
         return None, f"no variant has both runs for {MIN_N} candidates yet"
@@ -630,9 +619,6 @@ def report(args) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in a["rows"]:
-        if "skipped" in r:
-            lines.append(f"| {r['variant']} | – | – | – | – | – | – | – | – | skipped: {r['skipped']} |")
-            continue
         lines.append(f"| {r['variant']} | {r['n']} | {_f(r['tau'])} | [{_f(r['tau_low'])}, {_f(r['tau_high'])}] | "
                      f"{_f(r['rho'])} | [{_f(r['rho_low'])}, {_f(r['rho_high'])}] | {_f(r['seed_sd'], 4)} | "
                      f"{_f(r['seed_tau'])} | {_f(r['cpu_s'], 0)} | "
@@ -694,7 +680,7 @@ def report(args) -> None:
               f"{ACCEPT_TAU} (Vertex AI NAS's acceptance bar); if none does, the best τ, ties within 0.05 going to "
               f"the cheaper. τ per CPU-minute for each: "
               + (", ".join(f"{r['variant']} {r['tau'] / (r['cpu_s'] / 60):.3f}" for r in a["rows"]
-                           if "skipped" not in r and r["n"] >= MIN_N and math.isfinite(r["tau"])
+                           if r["n"] >= MIN_N and math.isfinite(r["tau"])
                            and math.isfinite(r["cpu_s"]) and r["cpu_s"] > 0) or "none yet") + ".", "",
               (f"Chosen: **{pick['variant']}** (τ {_f(pick['tau'])}, {_f(pick['cpu_s'], 0)} CPU-s per candidate), "
                f"{why}." if pick else f"Not chosen yet: {why}.")]
@@ -712,7 +698,7 @@ def report(args) -> None:
                      f"({'met' if row['tau'] >= 0.7 else 'not met'}; GFLOPs alone {_f(gflops['tau'])}); two seeds "
                      f"agree (τ ≥ 0.6): {_f(row['seed_tau'])}; block choices spread at least 2x the seed noise at "
                      f"equal width: {', '.join(ratios) or 'not measured yet (needs a second seed)'}.")
-    missing = [r for r in plan(cands, base) if r.key not in results and not unsupported(r.settings)]
+    missing = [r for r in plan(cands, base) if r.key not in results]
     by_set: dict[str, int] = {}
     for r in missing:
         by_set[f"{r.role} {r.settings.key()} seed {r.seed}"] = by_set.get(f"{r.role} {r.settings.key()} seed {r.seed}",

@@ -68,13 +68,13 @@ def class_ap50(model: torch.nn.Module, val, groups: dict[str, list[int]], merge:
     from nas.data import batches
     from nas.train.boxes import non_max_suppression, scale_boxes
     from nas.train.metrics import coco_map
-    from nas.train.trainer import _to_input
+    from nas.train.val import to_input
 
     model.eval()
     preds = []
     with torch.no_grad():
         for bt in batches(val, 32):
-            out = model(_to_input(bt.images, torch.device("cpu")))
+            out = model(to_input(bt.images, torch.device("cpu")))
             out = out[0] if isinstance(out, (list, tuple)) else out
             for d, i in zip(non_max_suppression(out.float(), 0.001, 0.6, 300, False), bt.indices, strict=True):
                 if len(d):

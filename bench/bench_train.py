@@ -46,8 +46,8 @@ def bare_loop(model_name: str, data, epochs: int, batch: int, seed: int = 0) -> 
     """Images/s (wall, CPU) of the minimal loop: same model build, loss, SGD settings, no augmentation."""
     from nas.data import batches
     from nas.model import build_model
+    from nas.train.hyp import Hyp, build_optimizer
     from nas.train.loss import DetectionLoss
-    from nas.train.trainer import Hyp, build_optimizer
 
     torch.manual_seed(seed)
     model = build_model(model_name, nc=data.nc).train()
@@ -101,7 +101,7 @@ def part_a(model_name: str, repeats: int, imgsz: int, batch: int, n_train: int, 
 
 def part_b(model_name: str, epochs: int, imgsz: int, batch: int, precision: str = "auto") -> None:
     from nas.data import SyntheticConfig, clear_memory_cache, load_data_yaml, load_split, synthetic_dataset
-    from nas.search import SYNTHETIC_TRAIN, SYNTHETIC_VAL
+    from nas.data.resolve import SYNTHETIC_TRAIN, SYNTHETIC_VAL
     from nas.train import train_and_evaluate
 
     cfg = SyntheticConfig(n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL, size=imgsz)  # the search's synthetic set
@@ -183,8 +183,9 @@ class Step:
     def __init__(self, state: dict, model_name: str, nc: int, imgsz: int, batch: int, variant: str, bt,
                  device: torch.device = CPU) -> None:
         from nas.model import build_model
+        from nas.train.hyp import Hyp, build_optimizer
         from nas.train.loss import DetectionLoss
-        from nas.train.trainer import Hyp, _to_input, build_optimizer
+        from nas.train.val import to_input
 
         self.prec, self.device = _variant(variant), device
         self.model = build_model(model_name, nc=nc)
@@ -194,7 +195,7 @@ class Step:
         self.loss = DetectionLoss(self.model, imgsz)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.prec.grad_scaler)  # as the trainer does
         self.images, self.targets = bt.images, torch.from_numpy(bt.targets).to(device)
-        self.to_input = _to_input
+        self.to_input = to_input
 
     def __call__(self) -> float:
         _sync(self.device)
@@ -337,13 +338,13 @@ def part_e(models: list[str], epochs: int, imgsz: int, batch: int, precision: st
 
 def _forward_time(model, data, batch: int) -> float:
     from nas.data import batches
-    from nas.train.trainer import _to_input
+    from nas.train.val import to_input
 
     model.to(memory_format=torch.contiguous_format).eval()
     t = time.perf_counter()
     with torch.no_grad():
         for bt in batches(data, batch):
-            model(_to_input(bt.images, torch.device("cpu")))
+            model(to_input(bt.images, torch.device("cpu")))
     return time.perf_counter() - t
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from nas import __version__
 from nas.budget import Budget
+from nas.data.resolve import SYNTHETIC_TRAIN, SYNTHETIC_VAL, proxy_data, synthetic_config
 from nas.errors import NasError
 from nas.gate import CostMismatch
 from nas.pareto import count_outcomes, pareto_front, scored_trials
@@ -47,8 +48,6 @@ from nas.samplers import check_sampler, make_sampler
 from nas.weights.base import transfer_attr
 
 CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
-# the built-in synthetic set a default search (and `nas evaluate`) trains and scores on: train / val images
-SYNTHETIC_TRAIN, SYNTHETIC_VAL = 512, 64
 
 
 @dataclass
@@ -423,20 +422,14 @@ def enqueue_start(study, space, run_id: str | None = None) -> None:
 
 
 def resolve_search_data(opts: SearchOptions, space=None):
-    """The DataSpec every trial trains on (the built-in synthetic set unless --data is given)."""
-    from nas.data import SyntheticConfig
-    from nas.train.trainer import resolve_data
-
-    synthetic = SyntheticConfig(n_train=opts.synthetic_train, n_val=opts.synthetic_val, size=opts.imgsz)
+    """The DataSpec every trial trains on (nas.data.resolve: the built-in synthetic set unless --data is given),
+    after the space's own checks against it: its widest base must fit in memory, its nc must be the data's."""
+    synthetic = (opts.synthetic_train, opts.synthetic_val)
     if space is not None:  # before an image is made or read: the base at its widest and deepest must fit
         widest = dict(space.base_cfg, depth_multiple=max(space.depth_multiple),
                       width_multiple=max(space.width_multiple))
-        check_search_memory(widest, opts, space.nc, synthetic)
-    spec = resolve_data(opts.data, opts.imgsz) if opts.data else resolve_data(synthetic, opts.imgsz)
-    from nas.data import load_split
-
-    for split in ("train", "val"):  # missing or empty splits fail here, before any study is touched
-        load_split(spec, split, opts.imgsz)  # (kept in memory for the trials)
+        check_search_memory(widest, opts, space.nc, synthetic_config(opts.imgsz, synthetic))
+    spec = proxy_data(opts.data, opts.imgsz, synthetic)  # missing or empty splits fail before a study is touched
     if space is not None and space.nc is not None and space.nc != spec.nc:
         raise NasError(f"{space.path}: nc={space.nc} but the data has {spec.nc} classes ({opts.data or 'synthetic'}); "
                        f"remove nc from the space or use matching data")

@@ -22,7 +22,7 @@ from nas.data import (
     parse_labels,
 )
 from nas.data.augment import color_jitter, hflip, hsv_gains, mosaic, random_affine
-from nas.data.dataset import training_sample
+from nas.data.batches import training_sample
 from nas.errors import NasError
 
 COCO8 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco8"

@@ -13,7 +13,7 @@ from torch import nn
 from nas.data.dataset import ImageSet
 from nas.train.boxes import box_iou, nms, non_max_suppression, scale_boxes, xywh2xyxy, xyxy2xywh
 from nas.train.metrics import coco_map, fitness
-from nas.train.trainer import evaluate
+from nas.train.val import evaluate
 
 
 def brute_nms(boxes: list, scores: list, classes: list, thr: float) -> list[int]:

@@ -714,8 +714,8 @@ def fake_yolo_module() -> Any:
 
     from torch import nn
 
+    from nas.model import Detect, make_divisible
     from nas.model.common import C3, SPPF, Concat, Conv
-    from nas.model.yolo import Detect, make_divisible
 
     mod = types.ModuleType("models.yolo")
     mod.__dict__.update(nn=nn, Conv=Conv, C3=C3, SPPF=SPPF, Concat=Concat, Detect=Detect, make_divisible=make_divisible)

@@ -10,8 +10,10 @@ from typing import Any
 
 import yaml
 
-from nas.audit.links import NasError, count_cost, load_model_cfg
 from nas.audit.stats import ranks
+from nas.errors import NasError
+from nas.model import count, load_cfg
+from nas.record import read, read_history, read_model_yaml
 
 MIN_CANDIDATES = 3
 
@@ -75,8 +77,6 @@ def spread(points: list[tuple[float, float]], k: int, required: list[int] | None
 def study_candidates(study, scored: list, store=None) -> tuple[list[Candidate], int]:
     """Every distinct scored trial of a study as a Candidate (one per model hash, lowest trial number), and how
     many scored trials were left out because their model YAML is not readable here (artifacts elsewhere)."""
-    from nas.record import read, read_history, read_model_yaml
-
     seen: dict[str, Candidate] = {}
     missing = 0
     records = {t.number: read(t) for t in scored}
@@ -116,15 +116,15 @@ def model_candidates(models: list[str], nc: int, imgsz: Any) -> list[Candidate]:
     """Candidates for `--models` (built-in names or model YAML paths); NasError for a model that fails."""
     out = []
     for name in models:
-        cfg = load_model_cfg(name)
+        cfg = load_cfg(name)
         cfg.pop("_source", None)
         cfg["nc"] = nc
-        gflops, params = count_cost(cfg, imgsz)  # builds it on the meta device: a bad layer fails here
+        cost = count(cfg, imgsz)  # builds it on the meta device: a bad layer fails here
         text = yaml.safe_dump(cfg, sort_keys=False)
         digest = hashlib.sha256(text.encode()).hexdigest()[:10]
         label = Path(name).stem if name.endswith((".yaml", ".yml")) else name
-        out.append(Candidate(key=f"model:{label}:{digest}", label=label, gflops=gflops, params=params,
-                             model_yaml=text))
+        out.append(Candidate(key=f"model:{label}:{digest}", label=label, gflops=float(cost.gflops),
+                             params=int(cost.params), model_yaml=text))
     keys = [c.key for c in out]
     dupes = sorted({k.split(":")[1] for k in keys if keys.count(k) > 1})
     if dupes:

@@ -15,9 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
 import yaml
+from optuna.trial import TrialState
 
-from nas.audit.links import fail_stale_trials, is_sqlite, resolve_storage, train, trial_heartbeat
+from nas.storage import fail_stale_trials, is_sqlite, resolve_storage, trial_heartbeat
+from nas.train import train_and_evaluate
+from nas.weights.base import Initializer
 
 AUX_SUFFIX = ".audit"
 INTERRUPTED = "interrupted"
@@ -67,7 +71,7 @@ def train_job(model_yaml: str, data, *, epochs: int, imgsz: int, batch: int, see
               batch_end: Callable[[int, int, int], None] | None = None, **extra: Any) -> dict:
     """Train one model at one schedule; the run as a plain dict (fitness = best epoch, `last`, history, times).
 
-    `extra` goes to the trainer as is (e.g. precision=), so the caller checks the trainer accepts it.
+    `extra` goes to the trainer as is (precision=, init=).
     """
     cfg = yaml.safe_load(model_yaml)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -77,8 +81,8 @@ def train_job(model_yaml: str, data, *, epochs: int, imgsz: int, batch: int, see
             epoch_end(record)
         return True
 
-    r = train(cfg, data=data, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device, callback=on_epoch,
-              batch_callback=batch_end, **extra)
+    r = train_and_evaluate(cfg, data=data, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
+                           callback=on_epoch, batch_callback=batch_end, **extra)
     history = round_history(r.history)
     return {"status": r.status, "reason": r.reason, "fitness": round(float(r.fitness), 6),
             "mAP50": round(float(r.mAP50), 6), "mAP50-95": round(float(r.mAP50_95), 6),
@@ -96,8 +100,6 @@ def aux_name(study_name: str) -> str:
 
 def open_aux(storage_url: str | None, study_name: str):
     """Create or load `<study>.audit` in the same storage (single objective: the job's fitness)."""
-    import optuna
-
     storage = resolve_storage(storage_url)
     return optuna.create_study(storage=storage, study_name=aux_name(study_name), direction="maximize",
                                sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
@@ -108,8 +110,6 @@ def recover_dead(aux, storage_url: str | None) -> list[int]:
 
     SQLite serves one process, so every RUNNING job at start is dead; other storages use the heartbeat.
     """
-    from optuna.trial import TrialState
-
     if not is_sqlite(storage_url):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -122,8 +122,6 @@ def recover_dead(aux, storage_url: str | None) -> list[int]:
 
 def job_states(aux) -> dict[str, str]:
     """Job key -> its most advanced state: COMPLETE, RUNNING, WAITING, FAILED (the candidate failed) or absent."""
-    from optuna.trial import TrialState
-
     rank = {"COMPLETE": 4, "FAILED": 3, "RUNNING": 2, "WAITING": 1}
     out: dict[str, str] = {}
     for t in aux.get_trials(deepcopy=False):
@@ -168,8 +166,6 @@ def job_model_yaml(aux, job: dict) -> str:
 
 def completed_runs(aux) -> dict[str, dict]:
     """Job key -> the run of its first complete trial."""
-    from optuna.trial import TrialState
-
     out: dict[str, dict] = {}
     for t in sorted(aux.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
         key = t.user_attrs.get("job")
@@ -180,8 +176,6 @@ def completed_runs(aux) -> dict[str, dict]:
 
 
 def _waiting(aux) -> int:
-    from optuna.trial import TrialState
-
     return len(aux.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
@@ -204,8 +198,6 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
     truth the proxy is held against. With `base` (nas.weights.base.Base) every run, reference too, fine-tunes
     from that checkpoint, transferred by aligning the job's model YAML with the checkpoint's.
     """
-    from optuna.trial import TrialState
-
     hooks = hooks or WorkerHooks()
     done = 0
     while (max_jobs is None or done < max_jobs) and _waiting(aux):
@@ -229,7 +221,7 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
                 run = train_job(job_model_yaml(aux, attrs), data, epochs=int(attrs["epochs"]), imgsz=imgsz, batch=batch,
                                 seed=int(attrs["seed"]), device=device,
                                 precision=precision if attrs.get("kind") == "proxy" else "fp32",
-                                **({} if base is None else {"init": _initializer(base)}),
+                                **({} if base is None else {"init": Initializer(base)}),
                                 epoch_end=_bind(hooks.epoch_end, attrs),
                                 batch_end=hooks.batch_end)
         except KeyboardInterrupt:
@@ -253,12 +245,6 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
         if hooks.job_end:
             hooks.job_end(attrs, run)
     return done
-
-
-def _initializer(base: Any):
-    from nas.weights.base import Initializer
-
-    return Initializer(base)
 
 
 def _bind(fn: Callable[[dict, dict], None] | None, job: dict) -> Callable[[dict], None] | None:

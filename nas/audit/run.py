@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import optuna
 import yaml
+from optuna.trial import TrialState
 
 from nas.audit.candidates import MIN_CANDIDATES, Candidate, model_candidates, select_candidates, study_candidates
 from nas.audit.jobs import (
@@ -20,11 +26,15 @@ from nas.audit.jobs import (
     recover_dead,
     work,
 )
-from nas.audit.links import (
-    NasError,
+from nas.audit.report import AuditReport, AuditSummary, CandidateRuns, build_report, plot
+from nas.data import load_split
+from nas.data.resolve import proxy_data
+from nas.device import parse_device
+from nas.errors import NasError
+from nas.lazy import lazy
+from nas.record import read, read_study
+from nas.storage import (
     artifact_store,
-    build_data,
-    check_device,
     existing_store,
     load_nas_study,
     load_study,
@@ -33,9 +43,12 @@ from nas.audit.links import (
     study_names,
     upload_text,
 )
-from nas.audit.report import AuditReport, AuditSummary, CandidateRuns, build_report
-from nas.data import load_split
 from nas.train.memory import check_proxy_memory
+from nas.train.precision import resolve_precision
+from nas.weights import alignment
+from nas.weights.base import load_base
+
+optuna_dashboard = lazy("optuna_dashboard")  # only to publish a finished audit (its web stack loads slowly)
 
 SUMMARY_ATTR = "audit"  # study user attr holding the AuditSummary of the last finished audit
 
@@ -76,8 +89,6 @@ class Plan:
 
     def precision(self, device: str) -> str:
         """What the study's proxy trained in, as this device runs it (studies before --precision: fp32)."""
-        from nas.train.precision import resolve_precision
-
         return resolve_precision(str(self.proxy.get("precision", "fp32")), device).name
 
 
@@ -91,10 +102,6 @@ def audited_study_name(storage: str | None, name: str | None) -> str | None:
 
 def scored(study) -> list:
     """COMPLETE trials trained to the end or stopped early (the ones with a fitness)."""
-    from optuna.trial import TrialState
-
-    from nas.record import read
-
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if read(t).scored]
 
 
@@ -106,7 +113,7 @@ def prepare(opts: AuditOptions) -> Plan:
         raise NasError(f"--seeds must be 0 or more, got {opts.seeds}")
     if opts.max_jobs is not None and opts.max_jobs < 0:
         raise NasError(f"--max-jobs must be 0 or more, got {opts.max_jobs}")
-    check_device(opts.device)
+    parse_device(opts.device)
     if opts.study and opts.study.endswith(AUX_SUFFIX):
         raise NasError(f"--study {opts.study} holds an audit's runs; audit the searched study "
                        f"--study {opts.study[:-len(AUX_SUFFIX)]}")
@@ -121,7 +128,7 @@ def prepare(opts: AuditOptions) -> Plan:
         raise NasError(f"--reference-epochs {ref_epochs} must be more than the study's proxy epochs ({epochs}); "
                        f"e.g. --reference-epochs {4 * epochs}")
     base = study_weights(study, opts.weights)  # before the data: a wrong file is refused at once
-    data = build_data(proxy.get("data"), int(proxy["imgsz"]), proxy.get("synthetic"))
+    data = study_data(proxy)
     if opts.models:
         cands = model_candidates(list(opts.models), data.nc, study.user_attrs.get("imgsz", proxy["imgsz"]))
     else:
@@ -142,14 +149,14 @@ def prepare(opts: AuditOptions) -> Plan:
     return plan
 
 
+def study_data(proxy: dict):
+    """The DataSpec a study's proxy trained on, from its proxy record (data, imgsz, synthetic [n_train, n_val])."""
+    return proxy_data(proxy.get("data"), int(proxy["imgsz"]), proxy.get("synthetic"))
+
+
 def study_weights(study, weights: str | None):
     """The checkpoint the study's candidates fine-tuned from (None: from scratch), the same file as the search's:
     --weights, else the recorded path when it is here and hashes the same."""
-    from pathlib import Path
-
-    from nas.record import read_study
-    from nas.weights.base import load_base
-
     stored, name = read_study(study).weights, study.study_name
     if stored is None:
         if weights is not None:
@@ -171,8 +178,6 @@ def study_weights(study, weights: str | None):
 
 def _check_transfer(base, cands: list[Candidate]) -> None:
     """NasError before any job when the checkpoint cannot be aligned with a candidate's model YAML."""
-    from nas.weights import alignment
-
     for c in cands if base is not None else []:
         try:
             alignment(base.cfg, {**yaml.safe_load(c.model_yaml), "_source": c.label})
@@ -219,8 +224,6 @@ class AuditResult:
 
 def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan | None = None) -> AuditResult:
     """Run (or resume) an audit in this process: enqueue missing jobs, work through the queue, report."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     plan = plan or prepare(opts)
     study = plan.study
@@ -255,8 +258,6 @@ def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan |
 
 def note_markdown(r: AuditReport, plot_url: str | None = None) -> str:
     """The audit as a markdown study note for optuna-dashboard: verdict, rank agreement, seed noise, the plot."""
-    import math
-
     def num(v: float, fmt: str = ".2f") -> str:
         return format(v, fmt) if isinstance(v, float) and math.isfinite(v) else "-"
 
@@ -280,14 +281,6 @@ def note_markdown(r: AuditReport, plot_url: str | None = None) -> str:
 def publish(study, report: AuditReport, storage: str | None) -> None:
     """Show a finished audit in optuna-dashboard: the plot and the JSON report as study artifacts
     (`audit.png`, `audit.json`), and a study note with the verdict, the main numbers and the plot."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    import optuna_dashboard
-
-    from nas.audit.report import plot
-
     store = artifact_store(storage)
     with tempfile.TemporaryDirectory(prefix="nas-audit-") as tmp:
         png = plot(report, Path(tmp) / "audit.png").read_bytes()

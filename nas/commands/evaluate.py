@@ -128,14 +128,10 @@ def command(
             soft_wrap=True,
         )
 
-    from nas.data import SyntheticConfig
-    from nas.search import SYNTHETIC_TRAIN, SYNTHETIC_VAL
-
-    source = data or SyntheticConfig(n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL, size=imgsz)  # the search's
-    try:
+    try:  # without --data: the search's built-in set at this imgsz (nas.data.resolve)
         with progress:
             result = train_and_evaluate(
-                model, source, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
+                model, data or None, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
                 callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir, precision=precision,
                 init=None if init is None else _printing(init, err),
             )  # fmt: skip

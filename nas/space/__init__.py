@@ -1,5 +1,5 @@
 """Search spaces by concern: the schema and its validation (schema), sampling an Optuna trial into an
-Architecture (sampling), rendering an Architecture to a model YAML (render). Costs live in nas.cost."""
+Architecture (sampling), rendering an Architecture to a model YAML (render). Pricing a space lives in nas.cost."""
 
 from nas.space.render import model_hash, render, render_with_map, to_yaml
 from nas.space.sampling import baseline, block_configs, n_architectures, sample, trial_params

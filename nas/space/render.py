@@ -7,7 +7,10 @@ import hashlib
 import json
 from copy import deepcopy
 
-from nas.model import make_divisible, source_index
+import yaml
+
+import blocks
+from nas.model import build_model, make_divisible, source_index
 from nas.space.schema import Architecture, Space
 
 
@@ -28,8 +31,6 @@ def render(space: Space, arch: Architecture) -> dict:
 def render_with_map(space: Space, arch: Architecture) -> tuple[dict, dict[int, int]]:
     """render(), plus the old -> new index of every base layer kept as it was (replaced layers are left out):
     the map nas.weights.transfer uses to put a base checkpoint's tensors into the candidate."""
-    import blocks
-
     cfg = deepcopy(space.base_cfg)
     cfg["depth_multiple"] = arch.depth_multiple
     cfg["width_multiple"] = arch.width_multiple
@@ -97,8 +98,6 @@ _CHANNEL_CACHE: dict[str, dict[int, int]] = {}
 
 def _channels_of(key: str) -> dict[int, int]:
     if key not in _CHANNEL_CACHE:
-        from nas.model import build_model
-
         m = build_model(json.loads(key), device="meta")
         _CHANNEL_CACHE[key] = {info.i: info.c2 for info in m.layers_info}
     return _CHANNEL_CACHE[key]
@@ -112,8 +111,6 @@ def model_hash(cfg: dict) -> str:
 
 def to_yaml(cfg: dict) -> str:
     """A model dict as YOLOv5-style YAML text: scalars first, then one flow-style row per layer."""
-    import yaml
-
     lines = []
     for key in ("nc", "depth_multiple", "width_multiple"):
         lines.append(f"{key}: {cfg[key]}")

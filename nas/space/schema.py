@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blocks
 from nas.errors import NasError
-from nas.model import BUILTIN, load_cfg, parse_imgsz, read_yaml, source_index
+from nas.model import BUILTIN, at_multiples, load_cfg, parse_imgsz, read_yaml, source_index
 
 NONE = "none"  # the "no block" choice at an insertion point
 KEEP = "keep"  # the "original layer" choice at a replacement point
@@ -191,8 +192,6 @@ def _multiples(doc: dict, key: str, cfg: dict, src: str) -> tuple[float, ...]:
 
 def _base_layers(cfg: dict, gd: tuple[float, ...], gw: tuple[float, ...], imgsz, src: str, base: str) -> dict:
     """(depth, width) -> per-layer costs of the base model at imgsz."""
-    from nas.cost import at_multiples
-
     out = {}
     for d, w in itertools.product(gd, gw):
         try:
@@ -205,8 +204,6 @@ def _base_layers(cfg: dict, gd: tuple[float, ...], gw: tuple[float, ...], imgsz,
 
 def _point(row: Any, kind: str, key: str, j: int, src: str, global_hp: dict, detect_i: int, cfg: dict,
            base_costs: dict, gw: tuple[float, ...]) -> Point:
-    import blocks
-
     label = f"{kind} point {j + 1}"
     if not isinstance(row, dict):
         raise NasError(f"{src}: {label} must be a mapping with '{key}' and 'blocks', got {row!r}")
@@ -287,8 +284,6 @@ def _point(row: Any, kind: str, key: str, j: int, src: str, global_hp: dict, det
 def _check_block_fits(where: str, kind: str, layer: int, b: str, spec, hp: dict[str, list], base_costs: dict,
                       rows: list) -> None:
     """Every value of every hyperparameter must be valid at this point's channel count, at every width."""
-    import blocks
-
     for (_d, _w), cost in base_costs.items():
         out = cost.layers[layer].out_shape
         if kind == "insert":

@@ -1,5 +1,5 @@
-"""Study storage by concern: URLs (urls), opening storages and studies (open), heartbeats and dead trials
-(heartbeat), artifacts beside the study (artifacts)."""
+"""Study storage by concern: URLs (urls), opening a storage (connect) and studies (open), heartbeats and dead
+trials (heartbeat), artifacts beside the study (artifacts)."""
 
 from nas.storage.artifacts import (
     HISTORY_ARTIFACT,
@@ -13,6 +13,7 @@ from nas.storage.artifacts import (
     store_folder,
     upload_text,
 )
+from nas.storage.connect import resolve_storage
 from nas.storage.heartbeat import (
     GRACE_PERIOD,
     HEARTBEAT_ATTR,
@@ -21,7 +22,7 @@ from nas.storage.heartbeat import (
     fail_stale_trials,
     trial_heartbeat,
 )
-from nas.storage.open import create_or_resume, load_nas_study, load_study, resolve_storage, study_names
+from nas.storage.open import create_or_resume, load_nas_study, load_study, study_names
 from nas.storage.urls import (
     DEFAULT_STORAGE,
     is_journal,

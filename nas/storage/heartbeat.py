@@ -15,11 +15,13 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import optuna
-    from optuna.storages import BaseStorage
+import optuna
+from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import TrialState
+
+from nas.record import read
 
 # seconds between heartbeats of a running trial, and silence after which it is failed (and retried);
 # the environment variables exist for tests that kill a worker and should not wait a minute
@@ -30,8 +32,6 @@ HEARTBEAT_ATTR = "nas:heartbeat"  # trial system attr (journal storages): time.t
 
 
 def _uses_own_heartbeat(storage: BaseStorage) -> bool:
-    from optuna.storages import JournalStorage
-
     return isinstance(storage, JournalStorage)
 
 
@@ -41,8 +41,6 @@ def trial_heartbeat(trial: optuna.Trial, interval: float = HEARTBEAT_INTERVAL) -
 
     Inside `study.optimize` an RDB storage already beats; beating twice is harmless.
     """
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
     storage = trial.storage
     trial_id = trial._trial_id
     if _uses_own_heartbeat(storage):
@@ -84,9 +82,6 @@ def fail_stale_trials(study: optuna.Study, grace_period: float = GRACE_PERIOD) -
     Journal storages: trials carrying `nas:heartbeat` older than `grace_period` (trials that never beat
     are left alone). RDB storages: Optuna's own sweep (which `study.optimize` also runs before each trial).
     """
-    import optuna
-    from optuna.trial import TrialState
-
     storage = study._storage
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -110,10 +105,6 @@ def fail_dead_trials(study: optuna.Study, one_process: bool) -> list[int]:
     trial whose recorded host is this machine and whose recorded pid no longer runs is dead; trials of other
     machines are left to the heartbeat sweep.
     """
-    from optuna.trial import TrialState
-
-    from nas.record import read
-
     host, me = socket.gethostname(), os.getpid()
     dead = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -142,9 +133,6 @@ def process_alive(pid: int) -> bool:
 
 def _fail_and_retry(study: optuna.Study, trials: list) -> list[int]:
     """Mark these RUNNING trials failed and queue each for a retry (at most MAX_RETRY times)."""
-    import optuna
-    from optuna.trial import TrialState
-
     storage = study._storage
     failed = []
     for t in trials:

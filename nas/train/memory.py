@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from nas.data.dataset import CACHE_BUDGET
+from nas.data.resolve import ProxyData, data_sizes
 from nas.errors import NasError
-from nas.model import build_model
+from nas.model import build_model, load_cfg
 from nas.space.render import model_hash
 
 GIB = 1 << 30
@@ -140,6 +142,31 @@ def memory_problem(
         return None
     return (f"--imgsz {imgsz} --batch {batch} does not fit in memory: training {what} needs {est.describe()}, "
             f"but {gib(free)} is {source}; use a smaller --imgsz or --batch")
+
+
+def proxy_memory_problem(model: str | Path | dict | nn.Module, data: ProxyData, imgsz: int, batch: int,
+                         cache_dir: str | Path | None = None) -> str | None:
+    """memory_problem for a proxy run of a model (name, YAML, dict or module) on its data, or None where there is
+    nothing to count; the data's images are counted without making or decoding one."""
+    if isinstance(model, nn.Module):
+        cfg = getattr(model, "yaml", None)
+        if not isinstance(cfg, dict):
+            return None  # a bare module: nothing to count on the meta device
+    else:
+        try:
+            cfg = load_cfg(model)
+        except NasError:
+            return None  # the build reports a bad model YAML, with its file and layer
+    nc, n_train, n_val = data_sizes(data, imgsz, cache_dir)
+    try:
+        return memory_problem(cfg, nc, imgsz, batch, n_train, n_val, what=_model_name(model))
+    except Exception:  # noqa: BLE001 - a model that does not build or run is reported by the run, with its reason
+        return None
+
+
+def _model_name(model: str | Path | dict | nn.Module) -> str:
+    return str(model) if isinstance(model, (str, Path)) else "the model"
+
 
 
 def check_export_memory(cfg: dict, nc: int | None, imgsz: tuple[int, int], *, what: str, option: str) -> None:

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.data.augment import color_jitter
-from nas.data.dataset import Augment, DataSpec, ImageSet, batches, list_images, load_data_yaml, load_split
-from nas.data.synthetic import SyntheticConfig, synthetic_dataset
+from nas.data import ImageSet, batches, load_split
+from nas.data.resolve import ProxyData, resolve_data
 from nas.device import parse_device
 from nas.errors import NasError
-from nas.model import build_model, load_cfg
+from nas.model import build_model, count
 from nas.record import CandidateFailed, Outcome
-from nas.train.boxes import non_max_suppression, scale_boxes
+from nas.train.hyp import Hyp, build_optimizer, lr_factor
 from nas.train.loss import DetectionLoss, detect_head
-from nas.train.memory import memory_problem
-from nas.train.metrics import coco_map, fitness
-from nas.train.precision import FP32, Precision, resolve_precision
+from nas.train.memory import proxy_memory_problem
+from nas.train.metrics import fitness
+from nas.train.precision import Precision, resolve_precision
+from nas.train.val import eval_schedule, evaluate, to_input
 
 
 class StopTraining(Exception):  # noqa: N818 - the name says what raising it does
@@ -42,61 +42,6 @@ class StopTraining(Exception):  # noqa: N818 - the name says what raising it doe
 
 class _CallerError(Exception):
     """Internal: an exception from the caller's batch_callback, re-raised as is (not the candidate's fault)."""
-
-
-@dataclass(frozen=True)
-class Hyp:
-    """Training hyperparameters, YOLOv5 names; hyp.scratch-low values except where a proxy differs.
-
-    Proxy changes, measured on the synthetic data (yolov5n, 256 px, 10 epochs x 256 images): lr0 0.05
-    instead of 0.01 (fitness 0.21 against 0.06 at 0.01); nbs 8 so that the default batch of 8 steps the
-    optimiser every batch (YOLOv5's nbs 64 would accumulate 8 batches and leave a proxy ~40 steps);
-    warmup_epochs 1 instead of 3, and warm-up never longer than a third of the run.
-    """
-
-    lr0: float = 0.05
-    lrf: float = 0.01
-    momentum: float = 0.937
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    warmup_momentum: float = 0.8
-    warmup_bias_lr: float = 0.1
-    nbs: int = 8
-    cos_lr: bool = False
-    max_grad_norm: float = 10.0
-    box: float = 0.05
-    cls: float = 0.5
-    obj: float = 1.0
-    anchor_t: float = 4.0
-    # augmentation: the defaults live in nas.data.Augment, which these feed
-    fliplr: float = Augment.fliplr
-    hsv_h: float = Augment.hsv_h
-    hsv_s: float = Augment.hsv_s
-    hsv_v: float = Augment.hsv_v
-    mosaic: float = Augment.mosaic
-    scale: float = Augment.scale
-    translate: float = Augment.translate
-    conf_thres: float = 0.001
-    iou_thres: float = 0.6
-    max_det: int = 300
-    multi_label: bool = False
-
-    @classmethod
-    def from_any(cls, hyp: Hyp | dict | None) -> Hyp:
-        """A Hyp from None (defaults), a Hyp, or a dict of overrides (unknown keys -> NasError)."""
-        if hyp is None:
-            return cls()
-        if isinstance(hyp, Hyp):
-            return hyp
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(hyp) - known)
-        if unknown:
-            raise NasError(f"unknown training hyperparameter(s) {unknown}; known: {sorted(known)}")
-        return replace(cls(), **hyp)
-
-    def augment(self) -> Augment:
-        """The augmentation part."""
-        return Augment(self.fliplr, self.hsv_h, self.hsv_s, self.hsv_v, self.mosaic, self.scale, self.translate)
 
 
 @dataclass
@@ -131,141 +76,8 @@ class ProxyResult:
         return d
 
 
-def resolve_data(
-    data: str | Path | dict | DataSpec | SyntheticConfig | None,
-    imgsz: int,
-    cache_dir: str | Path | None = None,
-) -> DataSpec:
-    """None or "synthetic" -> the built-in synthetic dataset at imgsz; else a data YAML, dict or spec."""
-    if isinstance(data, DataSpec):
-        return data
-    if data is None or (isinstance(data, str) and data == "synthetic" and not Path(data).exists()):
-        data = SyntheticConfig(size=imgsz)
-    if isinstance(data, SyntheticConfig):
-        return load_data_yaml(synthetic_dataset(data, cache_dir))
-    return load_data_yaml(data)
-
-
-def _memory_problem(model: str | Path | dict | nn.Module, data, imgsz: int, batch: int,
-                    cache_dir: str | Path | None) -> str | None:
-    """Why the run cannot fit in memory, or None; counts the splits without making or decoding an image."""
-    if isinstance(model, nn.Module):
-        cfg = getattr(model, "yaml", None)
-        if not isinstance(cfg, dict):
-            return None  # a bare module: nothing to count on the meta device
-    else:
-        try:
-            cfg = load_cfg(model)
-        except NasError:
-            return None  # the build reports a bad model YAML, with its file and layer
-    if data is None or (isinstance(data, str) and data == "synthetic" and not Path(data).exists()):
-        data = SyntheticConfig(size=imgsz)
-    if isinstance(data, SyntheticConfig):
-        nc, n_train, n_val = len(data.names), data.n_train, data.n_val
-    else:
-        spec = resolve_data(data, imgsz, cache_dir)
-        where = str(spec.yaml) if spec.yaml else "the data dict"
-        nc = spec.nc
-        n_train, n_val = (len(list_images(getattr(spec, s), s, where)) for s in ("train", "val"))
-    try:
-        return memory_problem(cfg, nc, imgsz, batch, n_train, n_val, what=_model_name(model))
-    except Exception:  # noqa: BLE001 - a model that does not build or run is reported by the run, with its reason
-        return None
-
-
-def _model_name(model: str | Path | dict | nn.Module) -> str:
-    return str(model) if isinstance(model, (str, Path)) else "the model"
-
-
-def build_optimizer(model: nn.Module, hyp: Hyp, batch: int) -> torch.optim.SGD:
-    """Nesterov SGD with YOLOv5's three groups: 0 biases, 1 weights with decay, 2 norm weights (no decay).
-
-    Decay is scaled by batch x accumulate / nbs (YOLOv5's rule).
-    """
-    accumulate = max(round(hyp.nbs / batch), 1)
-    decay = hyp.weight_decay * batch * accumulate / hyp.nbs
-    biases, decayed, norms = [], [], []
-    for m in model.modules():
-        for name, p in m.named_parameters(recurse=False):
-            if name == "bias":
-                biases.append(p)
-            elif name == "weight" and "Norm" in type(m).__name__:
-                norms.append(p)
-            else:
-                decayed.append(p)
-    opt = torch.optim.SGD(biases, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True)
-    opt.add_param_group({"params": decayed, "weight_decay": decay})
-    opt.add_param_group({"params": norms, "weight_decay": 0.0})
-    return opt
-
-
-def lr_factor(hyp: Hyp, epochs: int) -> Callable[[float], float]:
-    """Epoch -> learning-rate multiplier: linear or cosine from 1 to lrf over the run."""
-    if hyp.cos_lr:
-        return lambda e: ((1 - math.cos(e * math.pi / epochs)) / 2) * (hyp.lrf - 1) + 1
-    return lambda e: (1 - e / epochs) * (1.0 - hyp.lrf) + hyp.lrf
-
-
-def evaluate(
-    model: nn.Module,
-    data: ImageSet,
-    batch: int = 32,
-    device: str | torch.device | None = None,
-    conf_thres: float = 0.001,
-    iou_thres: float = 0.6,
-    max_det: int = 300,
-    multi_label: bool = False,
-    precision: Precision = FP32,
-) -> tuple[float, float]:
-    """(mAP@0.5, mAP@0.5:0.95) of a model on a letterboxed split; boxes are mapped back to original pixels.
-
-    precision sets the input layout and the forward's autocast; NMS and the metrics always run in float32.
-    """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    preds: list[np.ndarray] = []
-    try:
-        with torch.no_grad():
-            for bt in batches(data, batch):
-                idx = bt.indices
-                x = _to_input(bt.images, device, memory_format=precision.memory_format)
-                with precision.autocast(device):
-                    out = model(x)
-                out = out[0] if isinstance(out, (list, tuple)) else out
-                dets = non_max_suppression(out.float(), conf_thres, iou_thres, max_det, multi_label)
-                for d, i in zip(dets, idx, strict=True):
-                    d = d.cpu()
-                    if len(d):
-                        d[:, :4] = scale_boxes(d[:, :4], data.ratios[i], data.pads[i], data.shapes0[i])
-                    preds.append(d.numpy())
-    finally:
-        model.train(was_training)
-    labels = [data.boxes0(i) for i in range(len(data))]
-    return coco_map(preds, labels, data.shapes0, data.nc)
-
-
-def _to_input(
-    images: np.ndarray,
-    device: torch.device,
-    hsv: np.ndarray | None = None,
-    memory_format: torch.memory_format = torch.contiguous_format,
-) -> torch.Tensor:
-    """uint8 (b, h, w, 3) -> float (b, 3, h, w) in [0, 1] in the given layout, colour-jittered when hsv is given.
-
-    The layout is explicit because the permuted copy would otherwise be channels-last for some batches and
-    NCHW for others, and the whole network follows its input's layout.
-    """
-    x = torch.from_numpy(images).to(device, non_blocking=True)
-    if hsv is not None:
-        return color_jitter(x, torch.from_numpy(hsv)).contiguous(memory_format=memory_format)
-    return x.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=memory_format)
-
-
 def _count_cost(model: nn.Module, imgsz: int) -> float | None:
     try:
-        from nas.cost import count
-
         return float(count(model, imgsz=(imgsz, imgsz)).gflops)
     except Exception:  # cost is informative here; a model that cannot be counted can still train
         return None
@@ -320,7 +132,7 @@ def _build(model: str | Path | dict | nn.Module, nc: int, names: list[str]) -> n
 
 def train_and_evaluate(
     model_cfg_or_module: str | Path | dict | nn.Module,
-    data: str | Path | dict | DataSpec | SyntheticConfig | None = None,
+    data: ProxyData = None,
     epochs: int = 10,
     imgsz: int = 256,
     batch: int = 8,
@@ -360,11 +172,11 @@ def train_and_evaluate(
     prec = precision if isinstance(precision, Precision) else resolve_precision(precision, dev)
     if epochs < 1 or batch < 1 or imgsz < 32:
         raise NasError(f"epochs ({epochs}) and batch ({batch}) must be >= 1 and imgsz ({imgsz}) >= 32")
-    scored = _eval_schedule(eval_epochs, epochs)
+    scored = eval_schedule(eval_epochs, epochs)
     result = ProxyResult(seed=seed, imgsz=imgsz, device=str(dev), precision=prec.name)
 
     t0 = time.perf_counter()
-    too_much = _memory_problem(model_cfg_or_module, data, imgsz, batch, cache_dir)
+    too_much = proxy_memory_problem(model_cfg_or_module, data, imgsz, batch, cache_dir)
     if too_much and too_big == "fail":
         result.status, result.reason = Outcome.FAILED, too_much
         result.wall_time = time.perf_counter() - t_start
@@ -399,21 +211,6 @@ def train_and_evaluate(
              result)
     result.wall_time = time.perf_counter() - t_start
     return result
-
-
-def _eval_schedule(
-    eval_epochs: Collection[int] | Callable[[int], bool] | None, epochs: int
-) -> Callable[[int], bool]:
-    """eval_epochs -> a predicate on 1-based epochs that is also true for the last epoch."""
-    if eval_epochs is None:
-        return lambda e: True
-    if callable(eval_epochs):
-        chosen = eval_epochs
-        return lambda e: e == epochs or bool(chosen(e))
-    wanted = set(eval_epochs)
-    if not all(isinstance(e, int) for e in wanted):
-        raise NasError(f"eval_epochs must be whole epoch numbers, got {sorted(map(str, wanted))}")
-    return lambda e: e == epochs or e in wanted
 
 
 def _run(
@@ -473,7 +270,7 @@ def _run(
                     for g in optimizer.param_groups:
                         g["lr"] = g["initial_lr"] * lf(epoch)
                         g["momentum"] = hyp.momentum
-                x = _to_input(bt.images, dev, bt.hsv, prec.memory_format)
+                x = to_input(bt.images, dev, bt.hsv, prec.memory_format)
                 t = torch.from_numpy(bt.targets).to(dev, non_blocking=True)
                 with prec.autocast(dev):
                     preds = model(x)

@@ -1,4 +1,4 @@
-"""Parameters and GFLOPs of a model or module, counted on the meta device (no weights, no activations).
+"""Parameters and GFLOPs of a model, a module or a block, counted on the meta device (no weights, no activations).
 
 GFLOPs = 2 x multiply-accumulates of every convolution and matrix product (matmul, bmm, einsum, linear,
 scaled-dot-product attention) at the real input size, as torch.utils.flop_counter counts them.
@@ -9,23 +9,25 @@ included), so users can compare with numbers from YOLOv5 logs.
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import blocks
 from nas.errors import NasError
-from nas.model import DetectionModel, build_model, layer_inputs, parse_imgsz, source_index
-from nas.model.yolo import meta_fast_norms
+from nas.lazy import lazy
+from nas.model.build import build_model, parse_imgsz
+from nas.model.common import Conv
+from nas.model.parse import layer_inputs
+from nas.model.yolo import DetectionModel, meta_fast_norms
 
-if TYPE_CHECKING:
-    from nas.space import Architecture, Space
+thop = lazy("thop")  # optional: only for the figure YOLOv5's model summary prints
 
 
 @dataclass
@@ -120,7 +122,7 @@ def thop_gflops(model: str | Path | dict | DetectionModel, imgsz: int | str | tu
     try:
         with warnings.catch_warnings():  # thop 0.1.1 still compares versions with distutils
             warnings.simplefilter("ignore", DeprecationWarning)
-            import thop
+            profile = thop.profile
     except ImportError:  # not installed, or Python >= 3.12 where thop's distutils import fails
         return None
     m = copy.deepcopy(_meta_model(model, nc))
@@ -129,118 +131,13 @@ def thop_gflops(model: str | Path | dict | DetectionModel, imgsz: int | str | tu
     logging.getLogger("thop").setLevel(logging.ERROR)
     with torch.no_grad(), meta_fast_norms(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        macs = thop.profile(m, inputs=(torch.empty(1, m.yaml.get("ch", 3), s, s, device="meta"),), verbose=False)[0]
+        macs = profile(m, inputs=(torch.empty(1, m.yaml.get("ch", 3), s, s, device="meta"),), verbose=False)[0]
     return float(macs) * 2 / 1e9 * (h / s) * (w / s)
 
 
 def at_multiples(cfg: dict, gd: float, gw: float, imgsz: int | str | tuple[int, int], per_layer: bool = False) -> Cost:
     """The cost of a base model dict at the given depth and width multiples."""
     return count(dict(cfg, depth_multiple=gd, width_multiple=gw), imgsz, per_layer=per_layer)
-
-
-# ---------------------------------------------------------------------------- per-slot costs of a space
-# Costs are additive over points (a block never changes the shapes around it), so one count of the base and
-# one count per block give the exact cost of every architecture of a space.
-
-
-@dataclass
-class SlotCost:
-    """What one block choice (with one hyperparameter setting) adds at one point."""
-
-    point: str
-    block: str
-    hyperparameters: dict[str, Any]
-    params: int
-    flops: float
-    shape: tuple[int, int, int]  # C, H, W of the feature map at the point
-
-
-def slot_costs(space: Space, gd: float, gw: float) -> list[SlotCost]:
-    """Exact params/FLOPs deltas of every choice at every point, at the given multiples and space.imgsz."""
-    import blocks
-    from nas.space import block_configs
-
-    base = at_multiples(space.base_cfg, gd, gw, space.imgsz, per_layer=True)
-    rows = space.base_cfg["backbone"] + space.base_cfg["head"]
-    out = []
-    for p in space.points:
-        layer = base.layers[p.layer]
-        if p.kind == "insert":
-            shape = layer.out_shape
-            c2 = None
-            minus_params, minus_flops = 0, 0.0
-        else:
-            shape = base.layers[source_index(rows[p.layer][0], p.layer)].out_shape
-            c2 = layer.out_shape[1]
-            minus_params, minus_flops = layer.params, layer.flops
-        for b in p.blocks:
-            if b == p.empty:
-                out.append(SlotCost(p.name, b, {}, 0, 0.0, tuple(shape[1:])))
-                continue
-            for hp in block_configs(p, b):
-                with torch.device("meta"):
-                    module = blocks.build(b, shape[1], c2=c2, **hp)
-                params = sum(t.numel() for t in module.parameters())
-                flops = module_flops(module, tuple(shape))
-                out.append(SlotCost(p.name, b, hp, params - minus_params, flops - minus_flops, tuple(shape[1:])))
-    return out
-
-
-_COST_TABLES: dict[tuple[str, float, float], tuple[int, float, list[SlotCost]]] = {}
-
-
-def cost_table(space: Space, gd: float, gw: float) -> tuple[int, float, list[SlotCost]]:
-    """(base params, base FLOPs, slot costs) at the given multiples, computed once per space and multiples."""
-    key = (space.hash, gd, gw)
-    if key not in _COST_TABLES:
-        base = at_multiples(space.base_cfg, gd, gw, space.imgsz)
-        _COST_TABLES[key] = (base.params, base.flops, slot_costs(space, gd, gw))
-    return _COST_TABLES[key]
-
-
-def predict_cost(space: Space, arch: Architecture) -> tuple[int, float]:
-    """(params, FLOPs) of an architecture: the base's cost plus each point's exact delta."""
-    params, flops, slots = cost_table(space, arch.depth_multiple, arch.width_multiple)
-    for p in space.points:
-        choice = arch.choices[p.name]
-        hp = {k: v for k, v in choice.items() if k != "block"}
-        match = [s for s in slots if s.point == p.name and s.block == choice["block"] and s.hyperparameters == hp]
-        if not match:
-            raise NasError(f"{space.path}: point {p.name!r}: {arch.short()[p.name]} is not a choice of this space")
-        params += match[0].params
-        flops += match[0].flops
-    return params, flops
-
-
-@dataclass
-class SpaceCost:
-    """The cost range of a space at one pair of multiples: base, smallest and largest architecture, slots."""
-
-    depth_multiple: float
-    width_multiple: float
-    base_gflops: float
-    base_params: int
-    min_gflops: float
-    min_params: int
-    max_gflops: float
-    max_params: int
-    slots: list[SlotCost]
-
-
-def space_costs(space: Space) -> list[SpaceCost]:
-    """Per pair of multiples: what the base costs and the cheapest and dearest choice at every point add."""
-    out = []
-    for gd, gw in itertools.product(space.depth_multiple, space.width_multiple):
-        base_params, base_flops, slots = cost_table(space, gd, gw)
-        lo_f = hi_f = base_flops
-        lo_p = hi_p = base_params
-        for p in space.points:
-            mine = [s for s in slots if s.point == p.name]
-            lo = min(mine, key=lambda s: (s.flops, s.params))
-            hi = max(mine, key=lambda s: (s.flops, s.params))
-            lo_f, lo_p, hi_f, hi_p = lo_f + lo.flops, lo_p + lo.params, hi_f + hi.flops, hi_p + hi.params
-        out.append(SpaceCost(gd, gw, base_flops / 1e9, base_params, lo_f / 1e9, lo_p, hi_f / 1e9, hi_p, slots))
-    return out
 
 
 # ------------------------------------------------------------------------------------- one block alone
@@ -261,9 +158,6 @@ class BlockCost:
 def block_costs(channels: int, h: int, w: int) -> list[BlockCost]:
     """Every registered block at its defaults, after a YOLOv5 3x3 Conv of the same width for reference:
     params and GFLOPs of one forward on a (1, channels, h, w) feature map."""
-    import blocks
-    from nas.model.common import Conv
-
     shape = (1, channels, h, w)
     with torch.device("meta"):
         conv = Conv(channels, channels, 3, 1)
@@ -282,5 +176,4 @@ def block_costs(channels: int, h: int, w: int) -> list[BlockCost]:
     return rows
 
 
-__all__ = ["BlockCost", "Cost", "LayerCost", "SlotCost", "SpaceCost", "at_multiples", "block_costs", "cost_table",
-           "count", "module_flops", "predict_cost", "slot_costs", "space_costs", "thop_gflops"]
+__all__ = ["BlockCost", "Cost", "LayerCost", "at_multiples", "block_costs", "count", "module_flops", "thop_gflops"]
