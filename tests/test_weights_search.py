@@ -7,6 +7,7 @@ itself, right before training, tensor by tensor against the checkpoint at the la
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sqlite3
@@ -335,3 +336,60 @@ def test_extra_workers_get_the_same_weights():
     cmd = worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"]), weights="base.pt"))
     assert cmd[cmd.index("--weights") + 1] == "base.pt"
     assert "--weights" not in worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"])))
+
+
+# ------------------------------------------------------------------------ the fine-tuning proxy's defaults
+
+
+def test_proxy_settings_fill_only_what_was_not_given():
+    from nas.weights.base import FINETUNE_PROXY, proxy_settings
+
+    assert proxy_settings("b.pt", None, None, 4, 128) == (FINETUNE_PROXY.epochs, FINETUNE_PROXY.imgsz)
+    assert proxy_settings("b.pt", 7, None, 4, 128) == (7, FINETUNE_PROXY.imgsz)
+    assert proxy_settings("b.pt", None, 96, 4, 128) == (FINETUNE_PROXY.epochs, 96)
+    assert proxy_settings(None, None, None, 4, 128) == (4, 128)
+    assert proxy_settings(None, 3, 64, 4, 128) == (3, 64)
+
+
+@pytest.fixture
+def tiny_finetune_proxy(monkeypatch):
+    """FINETUNE_PROXY made tiny (and unlike the from-scratch 4 epochs at 128 px) so a default run is quick."""
+    import nas.weights.base as wb
+
+    proxy = wb.FinetuneProxy(epochs=1, imgsz=96, chosen_on="a test")
+    monkeypatch.setattr(wb, "FINETUNE_PROXY", proxy)
+    return proxy
+
+
+def _search_plain(assets, *extra: str):
+    return CliRunner().invoke(main, ["search", "--space", "space.yaml", "--budget", "100gflops", "--data",
+                                     str(assets["data"]), "--batch", "8", "--seed", "0", "--sampler", "random",
+                                     "--trials", "1", "--weights", str(assets["base"]), *extra])
+
+
+def test_search_with_weights_runs_the_fine_tuning_proxy_by_default(workdir, assets, spy, tiny_finetune_proxy):
+    r = _search_plain(assets)
+    assert r.exit_code == 0, r.output
+    proxy = read_study(optuna.load_study(study_name="space", storage=STORAGE)).proxy
+    assert (proxy["epochs"], proxy["imgsz"]) == (1, 96)
+    text = " ".join(r.output.split())
+    assert "fine-tuning proxy: 1 epoch at 96 px, the defaults chosen on a test" in text
+    assert len(spy) == 1
+
+
+def test_explicit_epochs_and_imgsz_win_over_the_fine_tuning_proxy(workdir, assets, spy, tiny_finetune_proxy):
+    r = _search_plain(assets, "--epochs", "2", "--imgsz", "64")
+    assert r.exit_code == 0, r.output
+    proxy = read_study(optuna.load_study(study_name="space", storage=STORAGE)).proxy
+    assert (proxy["epochs"], proxy["imgsz"]) == (2, 64)
+    assert "fine-tuning proxy: 2 epochs at 64 px (as given)" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("extra, expected", [([], (1, 96)), (["--epochs", "2", "--imgsz", "64"], (2, 64))])
+def test_evaluate_with_weights_takes_the_fine_tuning_proxy_unless_told(workdir, assets, spy, tiny_finetune_proxy,
+                                                                       extra, expected):
+    r = CliRunner().invoke(main, ["evaluate", "yolov5n", "--weights", str(assets["base"]), "--data",
+                                  str(assets["data"]), "--json", *extra])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["epochs"], doc["imgsz"]) == expected and len(doc["history"]) == expected[0]

@@ -19,15 +19,15 @@ from nas.commands._options import DEVICE_HELP, WEIGHTS_HELP
     metavar="YAML",
     help="Ultralytics data YAML (path/train/val/names). Default: the built-in synthetic dataset.",
 )
-@click.option("--epochs", default=4, show_default=True, type=click.IntRange(min=1),
-              help="Training epochs (the search's proxy by default).")
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Training epochs [default: the search's proxy, 4; with --weights the fine-tuning proxy's].")
 @click.option(
     "--imgsz",
-    default=128,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=32),
     metavar="PIXELS",
-    help="Image size in pixels, square, for training and evaluation (a multiple of the model's stride).",
+    help="Image size in pixels, square, for training and evaluation (a multiple of the model's stride) "
+         "[default: 128; with --weights the fine-tuning proxy's].",
 )
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch size.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, sampling and augmentation.")
@@ -47,8 +47,8 @@ from nas.commands._options import DEVICE_HELP, WEIGHTS_HELP
 def command(
     model: str,
     data: str | None,
-    epochs: int,
-    imgsz: int,
+    epochs: int | None,
+    imgsz: int | None,
     batch: int,
     seed: int,
     device: str,
@@ -76,8 +76,11 @@ def command(
 
     from nas.console import console as make_console
     from nas.device import parse_device
+    from nas.search import SearchOptions
     from nas.train import train_and_evaluate
+    from nas.weights.base import proxy_settings
 
+    epochs, imgsz = proxy_settings(weights, epochs, imgsz, SearchOptions.epochs, SearchOptions.imgsz)
     device = parse_device(device)
     init = _initializer(model, weights)  # the checkpoint is read and aligned with MODEL before any training
     err = Console(stderr=True)
@@ -148,6 +151,7 @@ def command(
             "model": model,
             "data": data or "synthetic",
             "epochs": epochs,
+            "imgsz": imgsz,
             "batch": batch,
             **result.to_dict(),
         }
