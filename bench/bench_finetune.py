@@ -251,7 +251,15 @@ def report(args) -> str:
         lines.append(f"| {name} | {c.tau:.2f} ({c.tau_low:.2f} to {c.tau_high:.2f}), n {c.n} | {stau:.2f} "
                      f"| {noise:.4f} | {spread(means, noise / math.sqrt(2)):.1f} | {wall:.0f} "
                      f"| {len(r0)}+{len(r1)} |")
-    rr = _by(results, cands, reference(args.smoke), 0)
+    g = correlate([c.gflops for c in cands if c.key in ref], [ref[c.key] for c in cands if c.key in ref],
+                  n_boot=1000, seed=0)
+    lines.append(f"| GFLOPs alone | {g.tau:.2f} ({g.tau_low:.2f} to {g.tau_high:.2f}), n {g.n} | | | | 0 | |")
+    rr, rr1 = _by(results, cands, reference(args.smoke), 0), _by(results, cands, reference(args.smoke), 1)
+    both = [k for k in rr if k in rr1]
+    if len(both) >= 3:
+        rnoise = pooled_sd([[rr[k]["fitness"], rr1[k]["fitness"]] for k in both])
+        rtau = kendall_tau([rr[k]["fitness"] for k in both], [rr1[k]["fitness"] for k in both])
+        lines.append(f"| reference seed 0 vs seed 1 (the ceiling) | {rtau:.2f}, n {len(both)} | | {rnoise:.4f} | | | |")
     if rr:
         lines.append(f"| reference ({reference(args.smoke).epochs} epochs) | 1 | | | | "
                      f"{np.mean([v['wall_time'] for v in rr.values()]):.0f} | {len(rr)} |")
