@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from nas.audit.links import fail_stale_trials, is_sqlite, resolve_storage, train, trial_heartbeat
+from nas.weights.base import finetune_hyp
 
 AUX_SUFFIX = ".audit"
 INTERRUPTED = "interrupted"
@@ -229,7 +230,7 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
                 run = train_job(job_model_yaml(aux, attrs), data, epochs=int(attrs["epochs"]), imgsz=imgsz, batch=batch,
                                 seed=int(attrs["seed"]), device=device,
                                 precision=precision if attrs.get("kind") == "proxy" else "fp32",
-                                **({} if base is None else {"init": _initializer(base)}),
+                                **({} if base is None else {"init": _initializer(base), "hyp": finetune_hyp(base)}),
                                 epoch_end=_bind(hooks.epoch_end, attrs),
                                 batch_end=hooks.batch_end)
         except KeyboardInterrupt:

@@ -78,7 +78,7 @@ def command(
     from nas.device import parse_device
     from nas.search import SearchOptions
     from nas.train import train_and_evaluate
-    from nas.weights.base import proxy_settings
+    from nas.weights.base import finetune_hyp, proxy_settings
 
     epochs, imgsz = proxy_settings(weights, epochs, imgsz, SearchOptions.epochs, SearchOptions.imgsz)
     device = parse_device(device)
@@ -140,7 +140,7 @@ def command(
             result = train_and_evaluate(
                 model, source, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
                 callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir, precision=precision,
-                init=None if init is None else _printing(init, err),
+                init=None if init is None else _printing(init, err), hyp=finetune_hyp(weights),
             )  # fmt: skip
     finally:
         log.removeHandler(handler)
