@@ -52,6 +52,7 @@ NECK = ROOT / "search_spaces" / "neck.yaml"
 RESULTS = ROOT / "bench" / "results" / "fidelity.jsonl"
 SMOKE_RESULTS = ROOT / "studies" / "fidelity-smoke.jsonl"  # studies/ is not tracked
 DOC = ROOT / "docs" / "FIDELITY.md"
+FINETUNE_SECTION = "## Fine-tuning from a checkpoint"  # bench/bench_finetune.py writes it; --report keeps it
 BENCH_VERSION = 1  # bump when a run's meaning changes (its key then changes too)
 DRAW_SEED = 12
 PER_WIDTH = 7  # neck candidates per width: the block-free model + 6 stratified over GFLOPs
@@ -715,7 +716,8 @@ def report(args) -> None:
         lines.append(f"| {c.key} | {c.width if c.width is not None else '–'} | {c.blocks} | {c.gflops:.2f} | "
                      f"{c.params:,} |")
     doc_path.parent.mkdir(parents=True, exist_ok=True)
-    doc_path.write_text("\n".join(lines) + "\n")
+    kept = doc_path.read_text().partition(FINETUNE_SECTION) if doc_path.exists() else ("", "", "")
+    doc_path.write_text("\n".join(lines) + "\n" + (f"\n{kept[1]}{kept[2]}" if kept[1] else ""))  # bench_finetune's
     print(f"wrote {doc_path} ({len(results)} runs)")
 
 

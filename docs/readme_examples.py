@@ -97,6 +97,11 @@ EXAMPLES: dict[str, Example] = {
                                f"nas search --space neck --budget 10gflops {FT} --epochs 2 --imgsz 128 --trials 5 "
                                f"--no-early-stop"],
                               head=8, tail=14, setup=[PRETRAIN]),
+    # the main command with --weights and the fine-tuning proxy's defaults (no --epochs/--imgsz), 5 minutes, one
+    # worker so that it leaves the other core to the machine's other work
+    "search-weights-default": Example(["nas search --space neck --budget 10gflops --weights yolov5n-demo.pt "
+                                       "--study ftd --storage sqlite:///studies/ftd.db --timeout 5m --workers 1"],
+                                      head=8, tail=20, time_it=True, setup=[PRETRAIN]),
     "evaluate-weights": Example([f"nas export-best {FT} --out ft.yaml",
                                  "nas evaluate ft.yaml --weights yolov5n-demo.pt --epochs 2"],
                                 needs=["search-weights"]),

@@ -219,8 +219,10 @@ def proxy_text(proxy: dict[str, Any] | None) -> str:
     if data == "synthetic" and isinstance(synthetic, list) and len(synthetic) == 2:
         data = f"synthetic ({synthetic[0]} train / {synthetic[1]} val images)"
     epochs = proxy.get("epochs", "-")
-    return (f"data {data}, {epochs} epoch{'' if epochs == 1 else 's'}, imgsz {proxy.get('imgsz', '-')}, "
-            f"batch {proxy.get('batch', '-')}, seed {proxy.get('seed', '-')}")
+    real = proxy.get("data") not in (None, "-", "synthetic") and proxy.get("imgsz") == 128  # the default's size
+    return (f"data {data}, {epochs} epoch{'' if epochs == 1 else 's'}, imgsz {proxy.get('imgsz', '-')}"
+            + (" (the default, chosen on synthetic objects, not real images)" if real else "")
+            + f", batch {proxy.get('batch', '-')}, seed {proxy.get('seed', '-')}")
 
 
 def front_table(report: FrontReport, title: str | None = None) -> Table:

@@ -45,7 +45,7 @@ from nas.record import (
     write_model_yaml,
 )
 from nas.samplers import check_sampler, make_sampler
-from nas.weights.base import transfer_attr
+from nas.weights.base import finetune_hyp, transfer_attr
 
 CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
 
@@ -83,7 +83,8 @@ class SearchOptions:
         data = str(Path(self.data).resolve()) if self.data else "synthetic"
         return {"data": data, "epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch,
                 "seed": self.seed, "precision": self.precision,
-                "synthetic": None if self.data else [self.synthetic_train, self.synthetic_val]}
+                "synthetic": None if self.data else [self.synthetic_train, self.synthetic_val],
+                **({"hyp": finetune_hyp(self.weights)} if finetune_hyp(self.weights) else {})}
 
 
 @dataclass
@@ -210,7 +211,8 @@ class Objective:
         result = train_and_evaluate(cfg, data=self.data_spec, epochs=opts.epochs, imgsz=opts.imgsz,
                                     batch=opts.batch, seed=opts.seed, device=opts.device, callback=on_epoch,
                                     batch_callback=self.progress.batch_end, precision=opts.precision,
-                                    eval_epochs=self.eval_epochs(), too_big="fail", init=init)
+                                    eval_epochs=self.eval_epochs(), too_big="fail", init=init,
+                                    hyp=finetune_hyp(opts.base))
         if init is not None and init.report is not None:
             write(trial, transfer=transfer_attr(init.report))
         history = [_round_record(r) for r in result.history]

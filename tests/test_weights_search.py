@@ -7,6 +7,7 @@ itself, right before training, tensor by tensor against the checkpoint at the la
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import sqlite3
@@ -335,3 +336,95 @@ def test_extra_workers_get_the_same_weights():
     cmd = worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"]), weights="base.pt"))
     assert cmd[cmd.index("--weights") + 1] == "base.pt"
     assert "--weights" not in worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"])))
+
+
+# ------------------------------------------------------------------------ the fine-tuning proxy's defaults
+
+
+def test_proxy_settings_fill_only_what_was_not_given():
+    from nas.weights.base import FINETUNE_PROXY, proxy_settings
+
+    assert proxy_settings("b.pt", None, None, 4, 128) == (FINETUNE_PROXY.epochs, FINETUNE_PROXY.imgsz)
+    assert proxy_settings("b.pt", 7, None, 4, 128) == (7, FINETUNE_PROXY.imgsz)
+    assert proxy_settings("b.pt", None, 96, 4, 128) == (FINETUNE_PROXY.epochs, 96)
+    assert proxy_settings(None, None, None, 4, 128) == (4, 128)
+    assert proxy_settings(None, 3, 64, 4, 128) == (3, 64)
+
+
+@pytest.fixture
+def tiny_finetune_proxy(monkeypatch):
+    """FINETUNE_PROXY made tiny (and unlike the from-scratch 4 epochs at 128 px) so a default run is quick."""
+    import nas.weights.base as wb
+
+    proxy = wb.FinetuneProxy(epochs=1, imgsz=96, hyp=(("lr0", 0.02), ("warmup_epochs", 0.0)), chosen_on="a test")
+    monkeypatch.setattr(wb, "FINETUNE_PROXY", proxy)
+    return proxy
+
+
+@pytest.fixture
+def lr0s(monkeypatch) -> list[float]:
+    """The lr0 every training run builds its optimiser with."""
+    import nas.train.trainer as trainer
+
+    seen: list[float] = []
+    real = trainer.build_optimizer
+
+    def build(model, hyp, batch):
+        seen.append(hyp.lr0)
+        return real(model, hyp, batch)
+
+    monkeypatch.setattr(trainer, "build_optimizer", build)
+    return seen
+
+
+def _search_plain(assets, *extra: str):
+    return CliRunner().invoke(main, ["search", "--space", "space.yaml", "--budget", "100gflops", "--data",
+                                     str(assets["data"]), "--batch", "8", "--seed", "0", "--sampler", "random",
+                                     "--trials", "1", "--weights", str(assets["base"]), *extra])
+
+
+def test_search_with_weights_runs_the_fine_tuning_proxy_by_default(workdir, assets, spy, tiny_finetune_proxy,
+                                                                    lr0s):
+    r = _search_plain(assets)
+    assert r.exit_code == 0, r.output
+    proxy = read_study(optuna.load_study(study_name="space", storage=STORAGE)).proxy
+    assert (proxy["epochs"], proxy["imgsz"], proxy["hyp"]) == (1, 96, {"lr0": 0.02, "warmup_epochs": 0.0})
+    text = " ".join(r.output.split())
+    assert "fine-tuning proxy: 1 epoch at 96 px (lr0 0.02, warmup_epochs 0), the defaults chosen on a test" in text
+    assert len(spy) == 1 and lr0s == [0.02]
+
+
+def test_a_search_from_scratch_keeps_the_trainers_hyperparameters(workdir, assets, tiny_finetune_proxy, lr0s):
+    from nas.train.trainer import Hyp
+
+    r = search(assets, "--trials", "1")
+    assert r.exit_code == 0, r.output
+    assert "hyp" not in read_study(optuna.load_study(study_name="space", storage=STORAGE)).proxy
+    assert lr0s == [Hyp().lr0]
+
+
+def test_explicit_epochs_and_imgsz_win_over_the_fine_tuning_proxy(workdir, assets, spy, tiny_finetune_proxy):
+    r = _search_plain(assets, "--epochs", "2", "--imgsz", "64")
+    assert r.exit_code == 0, r.output
+    proxy = read_study(optuna.load_study(study_name="space", storage=STORAGE)).proxy
+    assert (proxy["epochs"], proxy["imgsz"]) == (2, 64)
+    assert "fine-tuning proxy: 2 epochs at 64 px (lr0 0.02, warmup_epochs 0) (as given)" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("extra, expected", [([], (1, 96)), (["--epochs", "2", "--imgsz", "64"], (2, 64))])
+def test_evaluate_with_weights_takes_the_fine_tuning_proxy_unless_told(workdir, assets, spy, tiny_finetune_proxy,
+                                                                       lr0s, extra, expected):
+    r = CliRunner().invoke(main, ["evaluate", "yolov5n", "--weights", str(assets["base"]), "--data",
+                                  str(assets["data"]), "--json", *extra])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["epochs"], doc["imgsz"]) == expected and len(doc["history"]) == expected[0] and lr0s == [0.02]
+
+
+def test_proxy_text_says_the_default_imgsz_was_chosen_on_synthetic_objects_only_for_real_data():
+    from nas.results import proxy_text
+
+    real = {"data": "/data/coco8.yaml", "epochs": 2, "imgsz": 128, "batch": 8, "seed": 0}
+    assert "imgsz 128 (the default, chosen on synthetic objects, not real images), batch 8" in proxy_text(real)
+    assert "chosen on" not in proxy_text({**real, "imgsz": 320})
+    assert "chosen on" not in proxy_text({**real, "data": "synthetic", "synthetic": [512, 64]})

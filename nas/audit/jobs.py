@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from nas.storage import fail_stale_trials, is_sqlite, resolve_storage, trial_heartbeat
 from nas.train import train_and_evaluate
-from nas.weights.base import Initializer
+from nas.weights.base import Initializer, finetune_hyp
 
 AUX_SUFFIX = ".audit"
 INTERRUPTED = "interrupted"
@@ -221,7 +221,7 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
                 run = train_job(job_model_yaml(aux, attrs), data, epochs=int(attrs["epochs"]), imgsz=imgsz, batch=batch,
                                 seed=int(attrs["seed"]), device=device,
                                 precision=precision if attrs.get("kind") == "proxy" else "fp32",
-                                **({} if base is None else {"init": Initializer(base)}),
+                                **({} if base is None else {"init": Initializer(base), "hyp": finetune_hyp(base)}),
                                 epoch_end=_bind(hooks.epoch_end, attrs),
                                 batch_end=hooks.batch_end)
         except KeyboardInterrupt:

@@ -19,15 +19,15 @@ from nas.commands._options import DEVICE_HELP, WEIGHTS_HELP
     metavar="YAML",
     help="Ultralytics data YAML (path/train/val/names). Default: the built-in synthetic dataset.",
 )
-@click.option("--epochs", default=4, show_default=True, type=click.IntRange(min=1),
-              help="Training epochs (the search's proxy by default).")
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Training epochs [default: the search's proxy, 4; with --weights the fine-tuning proxy's].")
 @click.option(
     "--imgsz",
-    default=128,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=32),
     metavar="PIXELS",
-    help="Image size in pixels, square, for training and evaluation (a multiple of the model's stride).",
+    help="Image size in pixels, square, for training and evaluation (a multiple of the model's stride) "
+         "[default: 128; with --weights the fine-tuning proxy's].",
 )
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Batch size.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, sampling and augmentation.")
@@ -47,8 +47,8 @@ from nas.commands._options import DEVICE_HELP, WEIGHTS_HELP
 def command(
     model: str,
     data: str | None,
-    epochs: int,
-    imgsz: int,
+    epochs: int | None,
+    imgsz: int | None,
     batch: int,
     seed: int,
     device: str,
@@ -76,8 +76,11 @@ def command(
 
     from nas.console import console as make_console
     from nas.device import parse_device
+    from nas.search import SearchOptions
     from nas.train import train_and_evaluate
+    from nas.weights.base import finetune_hyp, proxy_settings
 
+    epochs, imgsz = proxy_settings(weights, epochs, imgsz, SearchOptions.epochs, SearchOptions.imgsz)
     device = parse_device(device)
     init = _initializer(model, weights)  # the checkpoint is read and aligned with MODEL before any training
     err = Console(stderr=True)
@@ -133,7 +136,7 @@ def command(
             result = train_and_evaluate(
                 model, data or None, epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device,
                 callback=on_epoch, batch_callback=on_batch, cache_dir=cache_dir, precision=precision,
-                init=None if init is None else _printing(init, err),
+                init=None if init is None else _printing(init, err), hyp=finetune_hyp(weights),
             )  # fmt: skip
     finally:
         log.removeHandler(handler)
@@ -144,6 +147,7 @@ def command(
             "model": model,
             "data": data or "synthetic",
             "epochs": epochs,
+            "imgsz": imgsz,
             "batch": batch,
             **result.to_dict(),
         }

@@ -26,9 +26,11 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP, WEIGH
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampler and training seed.")
 @click.option("--data", default=None, metavar="DATA_YAML",
               help="YOLO-format data YAML to score on [default: the built-in synthetic dataset].")
-@click.option("--epochs", default=4, show_default=True, type=click.IntRange(min=1), help="Proxy training epochs.")
-@click.option("--imgsz", default=128, show_default=True, type=int, metavar="PIXELS",
-              help="Image size in pixels, square, of the proxy training runs (a multiple of 32).")
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Proxy training epochs [default: 4; with --weights the fine-tuning proxy's, docs/FIDELITY.md].")
+@click.option("--imgsz", default=None, type=int, metavar="PIXELS",
+              help="Image size in pixels, square, of the proxy training runs (a multiple of 32) "
+                   "[default: 128; with --weights the fine-tuning proxy's].")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Proxy batch size.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
 @click.option("--workers", default="auto", show_default=True, metavar="N|auto", envvar="NAS_WORKERS",
@@ -61,7 +63,10 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
     from nas.budget import parse_budget
     from nas.gate import CostMismatch
     from nas.search import SearchOptions, parse_duration, prepare
+    from nas.weights.base import proxy_settings
     from nas.workers import parse_workers
+
+    epochs, imgsz = proxy_settings(weights, epochs, imgsz, SearchOptions.epochs, SearchOptions.imgsz)
 
     opts = SearchOptions(space=space, budget=parse_budget(list(budget)), trials=trials,
                          timeout=parse_duration(timeout), study=study_name, storage=storage, sampler=sampler,
@@ -118,9 +123,10 @@ def _run_main(opts, space) -> None:
                       f"logs in studies/{study.study_name}-worker*.log")
     display = Display(console, opts, study, mask_url(opts.storage))
     if opts.base is not None:
-        from nas.weights.base import header_line
+        from nas.weights.base import header_line, proxy_line
 
-        display.weights_line = header_line(opts.base, space.nc or data_spec.nc)
+        display.weights_line = (header_line(opts.base, space.nc or data_spec.nc) + "\n"
+                                + proxy_line(opts.epochs, opts.imgsz, opts.data))
     try:
         with workers_stop_with_us(children), display.live():
             summary = run_search(opts, display.progress(), space=space, study=study, data_spec=data_spec)

@@ -4,7 +4,8 @@
 checks that a search space's base is the checkpoint's architecture and narrows its width and depth choices to
 the checkpoint's; `Initializer` transfers the checkpoint into each freshly built model right before its proxy
 training (nas.train's `init` hook) and keeps the report. The proxy then fine-tunes it with the same
-hyperparameters as from scratch, as YOLOv5 v7.0's train.py does with `--weights` (docs/CONTRACTS.md).
+hyperparameters as from scratch, as YOLOv5 v7.0's train.py does with `--weights` (docs/CONTRACTS.md), for
+FINETUNE_PROXY's epochs and image size unless --epochs/--imgsz are given (`proxy_settings`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,46 @@ import torch
 from nas.errors import NasError
 from nas.weights.checkpoint import Checkpoint, read_checkpoint
 from nas.weights.transfer import TransferReport, transfer
+
+
+@dataclass(frozen=True)
+class FinetuneProxy:
+    """The proxy's defaults when every candidate starts from a checkpoint, and what they were chosen on."""
+
+    epochs: int
+    imgsz: int
+    hyp: tuple[tuple[str, float], ...]  # overrides of nas.train.Hyp while fine-tuning
+    chosen_on: str
+
+
+FINETUNE_PROXY = FinetuneProxy(epochs=2, imgsz=128, hyp=(("lr0", 0.01), ("warmup_epochs", 0.0)), chosen_on=(
+    "synthetic data (bench/bench_finetune.py: yolov5n pretrained on one synthetic task, fine-tuned on another; "
+    "docs/FIDELITY.md), not on real images"))
+
+
+def finetune_hyp(weights: Any) -> dict[str, float] | None:
+    """The trainer's hyp overrides when fine-tuning from `weights` (a path or a Base), None from scratch."""
+    return (dict(FINETUNE_PROXY.hyp) or None) if weights is not None else None
+
+
+def proxy_settings(weights: str | None, epochs: int | None, imgsz: int | None, scratch_epochs: int,
+                   scratch_imgsz: int) -> tuple[int, int]:
+    """--epochs and --imgsz as given; one left out is FINETUNE_PROXY's with --weights, the scratch default without."""
+    if weights is None:
+        return (scratch_epochs if epochs is None else epochs), (scratch_imgsz if imgsz is None else imgsz)
+    return (FINETUNE_PROXY.epochs if epochs is None else epochs), (FINETUNE_PROXY.imgsz if imgsz is None else imgsz)
+
+
+def proxy_line(epochs: int, imgsz: int, data: str | None) -> str:
+    """What the header says of a fine-tuning proxy's schedule: its defaults' origin, plainly for real images."""
+    default = (epochs, imgsz) == (FINETUNE_PROXY.epochs, FINETUNE_PROXY.imgsz)
+    hyp = ", ".join(f"{k} {v:g}" for k, v in FINETUNE_PROXY.hyp)
+    line = (f"fine-tuning proxy: {epochs} epoch{'' if epochs == 1 else 's'} at {imgsz} px"
+            + (f" ({hyp})" if hyp else "")
+            + (f", the defaults chosen on {FINETUNE_PROXY.chosen_on}" if default else " (as given)"))
+    if data and imgsz == FINETUNE_PROXY.imgsz:
+        line += f"; on real images {imgsz} px may be too small to rank by: pass --imgsz 256 or 320 to check"
+    return line
 
 
 @dataclass
@@ -184,5 +225,5 @@ class Initializer:
         return self.report
 
 
-__all__ = ["Base", "Initializer", "fit_space", "header_line", "load_base", "same_architecture", "transfer_attr",
-           "transfer_text"]
+__all__ = ["FINETUNE_PROXY", "Base", "FinetuneProxy", "Initializer", "finetune_hyp", "fit_space", "header_line",
+           "load_base", "proxy_line", "proxy_settings", "same_architecture", "transfer_attr", "transfer_text"]
