@@ -146,3 +146,34 @@ def test_another_checkpoint_a_bad_file_or_an_unwritable_place_writes_nothing(wor
     one_error(export("--weights", "base.pt"), "--out", "is not a folder")
     assert Path("out").read_text() == "a file where the folder should be"
     assert dump() == before
+
+
+def _tiny_trial(gflops_offset: float):
+    """An in-memory study whose one trial records the tiny fixture model's params and its GFLOPs as nas search
+    stores them (rounded to 6 decimals), plus `gflops_offset`."""
+    import optuna
+
+    from nas.cost import count
+    from nas.record import write
+
+    tiny = Path(__file__).parent / "fixtures" / "yolov5_tiny.yaml"
+    cost = count(build_model(str(tiny), device="meta"), imgsz=(64, 64))
+    study = optuna.create_study()
+    study.set_user_attr("imgsz", [64, 64])
+    trial = study.ask()
+    write(trial, gflops=round(float(cost.gflops), 6) + gflops_offset, params=int(cost.params))
+    study.tell(trial, 0.0)
+    return study, study.trials[0], tiny.read_text(), float(cost.gflops)
+
+
+def test_round_trip_takes_a_tiny_model_whose_gflops_were_stored_rounded():
+    from nas.errors import NasError
+    from nas.export import round_trip
+
+    study, t, text, gflops = _tiny_trial(0.0)
+    assert gflops < 0.01 and round(gflops, 6) != gflops  # small enough that 1e-6 relative is below the rounding
+    _, params, again = round_trip(study, t, text)
+    assert again == gflops and params > 0
+    study, t, text, _ = _tiny_trial(2e-6)  # a real difference beyond the stored rounding is still refused
+    with pytest.raises(NasError, match="rebuilds to"):
+        round_trip(study, t, text)

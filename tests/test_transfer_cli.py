@@ -189,3 +189,13 @@ def test_unwritable_out_and_the_base_itself_are_refused(tmp_path):
     assert copy.read_bytes() == BASE.read_bytes()
     one_error(run("--weights", str(BASE), "--cfg", cfg, "--out", str(tmp_path / "o.pt"), "--nc", "0"), "--nc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base.pt", "file"]
+
+
+def test_another_width_is_refused_not_written_as_an_empty_transfer(tmp_path):
+    """The seed post's YAML as posted (yolov5l's multiples, 1.0) against a 0.03125 checkpoint: no weight keeps
+    its shape, so nas refuses instead of writing a checkpoint that holds only BatchNorm step counters."""
+    cfg = edited(tmp_path, "wide.yaml", TINY["backbone"], TINY["head"], width_multiple=0.0625)
+    out = tmp_path / "wide.pt"
+    line = one_error(run("--weights", str(BASE), "--cfg", str(cfg), "--out", str(out)),
+                     "wide.yaml", "width_multiple 0.0625", "yolov5_tiny_v7.pt", "0.03125")
+    assert "set width_multiple: 0.03125" in line and not out.exists()

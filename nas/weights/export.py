@@ -76,11 +76,24 @@ def _transferred(base: Base, cfg: dict, nc: int | None) -> tuple[torch.nn.Module
     """The edited model built with seed 0, the base transferred into it; YOLOv5's rule on the same pair."""
     from nas.onnx_export import build_seeded
 
+    _check_width(base, cfg)
     model = build_seeded(cfg, nc=nc)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     report = transfer(base.checkpoint.state_dict, base.cfg, model, base_nc=base.nc)
     rule = yolov5_rule(base.checkpoint.state_dict, fresh, report.layer_map)
     return model, report, rule
+
+
+def _check_width(base: Base, cfg: dict) -> None:
+    """NasError when the edited YAML scales channels unlike the checkpoint: across widths no weight keeps its
+    shape, so the transfer would copy almost nothing (only BatchNorm step counters) while looking like a result."""
+    theirs, ours = base.cfg.get("width_multiple", 1.0), cfg.get("width_multiple", 1.0)
+    if not math.isclose(float(theirs), float(ours)):
+        where = cfg.get("_source") or "the edited model YAML"
+        raise NasError(f"{where}: width_multiple {ours} but {base.name}'s model is width_multiple {theirs}; no "
+                       f"weight keeps its shape across widths, so nothing would transfer: set width_multiple: "
+                       f"{theirs} (and depth_multiple: {base.cfg.get('depth_multiple', 1.0)}) in the YAML, or give "
+                       f"a checkpoint of width {ours}")
 
 
 def _target(out: str | Path, base: Base) -> Path:
@@ -106,7 +119,7 @@ def transfer_checkpoint(weights: str | Path, cfg: str | Path, out: str | Path,
 
     base = load_base(weights)
     path = _target(out, base)
-    edited = load_cfg(cfg)
+    edited = {**load_cfg(cfg), "_source": str(cfg)}
     model, report, rule = _transferred(base, edited, nc)
     data = checkpoint_bytes(model, _names(base, int(model.nc)), nas=_nas_meta(base, report, cfg=str(cfg)))
     write_bytes(path, data, "--out")
