@@ -407,14 +407,15 @@ def enqueue_start(study, space, run_id: str | None = None) -> None:
     """
     from optuna.trial import TrialState
 
-    from nas.space import baseline, trial_params
+    from nas.space import baseline, has_baseline, trial_params
 
     trials = study.get_trials(deepcopy=False)
     if not trials and run_id is not None and read_study(study).created_by != run_id:
         time.sleep(3.0)  # a worker that joined a brand-new study: give its creator time to enqueue
         trials = study.get_trials(deepcopy=False)
     if not trials:
-        study.enqueue_trial(trial_params(space, baseline(space)), user_attrs=enqueue_attrs(baseline=True))
+        if has_baseline(space):  # a space where some point must hold a block has no base model to score first
+            study.enqueue_trial(trial_params(space, baseline(space)), user_attrs=enqueue_attrs(baseline=True))
         return
     records = [read(t) for t in trials]
     retried = {r.retry_of for r in records}

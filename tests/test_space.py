@@ -15,6 +15,7 @@ from nas.model import build_model
 from nas.space import (
     Architecture,
     baseline,
+    has_baseline,
     load_space,
     model_hash,
     n_architectures,
@@ -242,3 +243,19 @@ def test_replacement_with_a_base_yaml_path(tmp_path):
                                               "focal_factor": 2}})
     m = build_model(render(space, arch), device="meta")
     assert m.model[9].type == "FocalModulation"
+
+
+def test_a_space_where_every_point_must_hold_a_block_starts_without_a_baseline(tmp_path):
+    """No `none` at a point: the base model is not in the space, so the search enqueues no baseline (it crashed
+    with Optuna's "'none' not in (...)" ValueError) and samples only the space's own architectures."""
+    from nas.search import enqueue_start
+
+    doc = (SPACES / "neck.yaml").read_text().replace("blocks: [none, ", "blocks: [")
+    space = load_space(write_space(tmp_path, doc))
+    assert not has_baseline(space) and has_baseline(load_space(SPACES / "neck.yaml"))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    enqueue_start(study, space)
+    assert study.get_trials() == []
+    trial = study.ask()
+    arch = sample(space, trial)
+    assert all(c["block"] != "none" for c in arch.choices.values())

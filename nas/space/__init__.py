@@ -2,7 +2,7 @@
 Architecture (sampling), rendering an Architecture to a model YAML (render). Pricing a space lives in nas.cost."""
 
 from nas.space.render import model_hash, render, render_with_map, to_yaml
-from nas.space.sampling import baseline, block_configs, n_architectures, sample, trial_params
+from nas.space.sampling import baseline, block_configs, has_baseline, n_architectures, sample, trial_params
 from nas.space.schema import (
     KEEP,
     NONE,
@@ -15,6 +15,6 @@ from nas.space.schema import (
     shipped_spaces,
 )
 
-__all__ = ["KEEP", "NONE", "SHIPPED", "Architecture", "Point", "Space", "baseline", "block_configs", "load_space",
-           "model_hash", "n_architectures", "render", "render_with_map", "resolve_space_path", "sample",
+__all__ = ["KEEP", "NONE", "SHIPPED", "Architecture", "Point", "Space", "baseline", "block_configs", "has_baseline",
+           "load_space", "model_hash", "n_architectures", "render", "render_with_map", "resolve_space_path", "sample",
            "shipped_spaces", "to_yaml", "trial_params"]

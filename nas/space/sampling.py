@@ -57,6 +57,12 @@ def baseline(space: Space) -> Architecture:
     return Architecture(gd, gw, {p.name: {"block": p.empty} for p in space.points})
 
 
+def has_baseline(space: Space) -> bool:
+    """Whether the unmodified base model is one of the space's architectures: every point offers its empty
+    choice (none or keep). A space that makes some block mandatory has no baseline to score first."""
+    return all(p.empty in p.blocks for p in space.points)
+
+
 def n_architectures(space: Space) -> int:
     """How many distinct architectures the space holds."""
     total = len(space.depth_multiple) * len(space.width_multiple)
