@@ -1,4 +1,5 @@
-"""The budget gate at table speed: accept or reject a candidate from the per-slot cost table.
+"""The budget gate at table speed: accept or reject a candidate from the per-slot cost table (and, for a
+latency budget, from the study's per-slot latency table, nas.latency).
 
 Costs are additive over points, so the space's cost table predicts a candidate's params and FLOPs exactly
 without building it. Rejections cost a table lookup; only candidates that pass are built and counted on the
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from nas.budget import Budget
 from nas.cost import predict_cost
+from nas.latency.table import LatencyTable
+from nas.latency.table import predict as predict_latency
 
 if TYPE_CHECKING:
     from nas.space import Architecture, Space
@@ -33,6 +36,7 @@ class GateResult:
     over_budget: bool
     counted: bool
     cfg: dict | None = field(default=None, compare=False, repr=False)
+    latency_ms: float | None = None  # predicted by the study's latency table (None without one)
 
 
 _DETECT_DELTA: dict[tuple[str, float, float, int], tuple[int, float]] = {}
@@ -66,18 +70,20 @@ def predict(space: Space, arch: Architecture, nc: int | None = None) -> tuple[in
 
 
 def gate(space: Space, arch: Architecture, budget: Budget, cfg: dict | None = None,
-         nc: int | None = None) -> GateResult:
+         nc: int | None = None, table: LatencyTable | None = None) -> GateResult:
     """Accept or reject `arch` against `budget` from the cost table; count only candidates that pass.
 
     `cfg` is the rendered model YAML dict when the caller already has it (rendered here otherwise, only for
     a candidate that passes). Classes: `nc`, else cfg's nc, else the base's. Raises CostMismatch when the
-    count disagrees with the table.
+    count disagrees with the table. With a latency `table` the candidate's latency is the table's prediction
+    (base + its slots), and a latency budget gates on it; a latency budget without a table is a ValueError.
     """
     if nc is None and cfg is not None:
         nc = cfg.get("nc")
     params, gflops = predict(space, arch, nc)
-    if budget.exceeded(gflops, params):
-        return GateResult(params, gflops, over_budget=True, counted=False)
+    latency = None if table is None else predict_latency(table, arch)
+    if budget.exceeded(gflops, params, latency):
+        return GateResult(params, gflops, over_budget=True, counted=False, latency_ms=latency)
     from nas.cost import count
 
     if cfg is None:
@@ -88,8 +94,8 @@ def gate(space: Space, arch: Architecture, budget: Budget, cfg: dict | None = No
             cfg["nc"] = int(nc)
     real = count(cfg, space.imgsz)
     check(arch, params, gflops, real.params, real.gflops)
-    return GateResult(real.params, real.gflops, over_budget=budget.exceeded(real.gflops, real.params), counted=True,
-                      cfg=cfg)
+    return GateResult(real.params, real.gflops, over_budget=budget.exceeded(real.gflops, real.params, latency),
+                      counted=True, cfg=cfg, latency_ms=latency)
 
 
 def check(arch: Architecture, params: int, gflops: float, real_params: int, real_gflops: float) -> None:

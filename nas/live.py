@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from nas.pareto import best, count_outcomes, pareto_front
-from nas.record import Outcome, TrialRecord
+from nas.record import Outcome, TrialRecord, read
 from nas.weights.base import transfer_text
 
 
@@ -110,7 +110,8 @@ class Display:
         self.front = len(front)
         if front:
             top = best(front)
-            self.best = (top.values[0], top.number, top.values[1])
+            r = read(top)
+            self.best = (top.values[0], top.number, cost_text(r))
 
     def header(self) -> str:
         """Study, storage, budget, sampler and the proxy settings every score is measured with."""
@@ -124,13 +125,17 @@ class Display:
         return (f"[bold]{self.study.study_name}[/] in {self.storage} | budget {o.budget.describe()} | "
                 f"sampler {o.sampler}\n{proxy}") + (f"\n{escape(self.weights_line)}" if self.weights_line else "")
 
-    def trial_start(self, number: int, choices: str, gflops: float) -> None:
-        """A candidate starts: `choices` is its short line (nas.record.describe), width and depth included."""
+    def trial_start(self, number: int, choices: str, gflops: float, latency_ms: float | None = None) -> None:
+        """A candidate starts: `choices` is its short line (nas.record.describe), width and depth included;
+        `latency_ms` the latency table's prediction (None without a table)."""
         self._refresh_counts()  # the previous trial is complete (and on the front) only now
         parts = choices
-        over = self.opts.budget.gflops is not None and gflops > self.opts.budget.gflops
+        budget = self.opts.budget
+        over = (budget.gflops is not None and gflops > budget.gflops) or \
+            (budget.latency_ms is not None and latency_ms is not None and latency_ms > budget.latency_ms)
         self.gflops = float(gflops)
-        self.current = f"trial {number}: {parts} | {gflops:.2f} GFLOPs" + (" [red](over budget)[/]" if over else "")
+        cost = f"{gflops:.2f} GFLOPs" + ("" if latency_ms is None else f", {latency_ms:.1f} ms predicted")
+        self.current = f"trial {number}: {parts} | {cost}" + (" [red](over budget)[/]" if over else "")
         self.epoch, self.batch = (0, self.opts.epochs), (0, 0)
         self.last_epoch, self.fitness_curve = None, []
         if not over:
@@ -169,7 +174,10 @@ class Display:
             note += f" ({record.fail_reason or ''})"
         if outcome == Outcome.REJECTED:
             gflops = record.gflops if record.gflops is not None else self.gflops
-            note += f" ({gflops:.2f} GFLOPs, budget {self.opts.budget.describe()}: never trained)"
+            ms = "" if record.latency_ms is None else f", {record.latency_ms:.1f} ms"
+            note += f" ({gflops:.2f} GFLOPs{ms}, budget {self.opts.budget.describe()}: never trained)"
+        if record.measured_latency_ms is not None:
+            note += f" · measured {measured_text(record)}"
         if outcome == Outcome.REUSED and record.reused_from is not None:
             note += f" (same model as trial {record.reused_from})"
         if record.transfer:
@@ -214,11 +222,27 @@ class Display:
             left_text = f"~{_clock(left)} left"
         else:
             left_text = "time left: after the first epoch"
-        best = "-" if self.best is None else f"{self.best[0]:.4f} (trial {self.best[1]}, {self.best[2]:.2f} GFLOPs)"
+        best = "-" if self.best is None else f"{self.best[0]:.4f} (trial {self.best[1]}, {self.best[2]})"
         c = self.counts
         return (f"{done}/{self.opts.trials} trained (stopped early {c['stopped']}) | rejected {c['rejected']} | "
                 f"reused {c['reused']} | failed {c['failed']} | best fitness {best} | front {self.front} | "
                 f"{_clock(elapsed)} elapsed, {left_text}")
+
+
+def cost_text(r: TrialRecord) -> str:
+    """'4.47 GFLOPs' and, when the study has a latency table, ', 66.1 ms'."""
+    gflops = "-" if r.objective_gflops is None else f"{r.objective_gflops:.2f} GFLOPs"
+    return gflops + ("" if r.latency_ms is None else f", {r.latency_ms:.1f} ms")
+
+
+def measured_text(r: TrialRecord) -> str:
+    """A trained candidate's measured latency next to the table's prediction, NOISY when flagged."""
+    m = r.measured_latency or {}
+    text = f"{r.measured_latency_ms:.1f} ms (spread {float(m.get('spread', 0)):.1%}"
+    if r.latency_ms:
+        text += f", table {(r.latency_ms - r.measured_latency_ms) / r.measured_latency_ms:+.1%}"
+    text += ")"
+    return text + (" [yellow]NOISY: the machine was too busy to measure[/]" if m.get("noisy") else "")
 
 
 def epoch_metrics(record: dict) -> str:

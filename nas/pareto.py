@@ -80,7 +80,8 @@ def best(trials: Iterable[FrozenTrial]) -> FrozenTrial:
 
 
 def knee(front: list[FrozenTrial]) -> FrozenTrial:
-    """The front point farthest above the line joining its extremes in normalised (GFLOPs, fitness).
+    """The front point farthest above the line joining its extremes in normalised (cost, fitness); the cost
+    is the study's objective (GFLOPs or latency).
 
     With fewer than three points, or no point above that line, the highest-fitness point.
     """
@@ -90,7 +91,7 @@ def knee(front: list[FrozenTrial]) -> FrozenTrial:
     if len(front) < 3:
         return top
     records = [read(t) for t in front]
-    xs = [r.objective_gflops for r in records]
+    xs = [r.cost if r.cost is not None else r.objective_gflops for r in records]  # the front's cost axis
     ys = [r.objective_fitness for r in records]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     if x1 == x0 or y1 == y0:
@@ -164,7 +165,7 @@ def closest_to_budget(study: optuna.Study, budget: Budget, k: int = 5) -> list[F
     def excess(t: FrozenTrial) -> float:
         worst = 0.0
         for key, value in read(t).constraints.items():  # named only (the dashboard's list is a copy)
-            limit = {"gflops": budget.gflops, "params": budget.params}.get(key) or 1.0
+            limit = {"gflops": budget.gflops, "params": budget.params, "latency_ms": budget.latency_ms}.get(key) or 1.0
             worst = max(worst, float(value) / float(limit))
         return worst
 

@@ -84,6 +84,12 @@ class TrialRecord:
     host: str | None = None  # machine and process that ran the trial (a dead process is failed at once)
     pid: int | None = None
     transfer: dict[str, Any] | None = None  # --weights: how much of the checkpoint it started from (nas.weights)
+    latency_ms: float | None = None  # predicted by the study's latency table (nas.latency.study)
+    measured_latency: dict[str, Any] | None = None  # a trained candidate measured for real: ms, spread, noisy, ...
+
+    @property
+    def measured_latency_ms(self) -> float | None:
+        return _num((self.measured_latency or {}).get("ms"))
 
     @property
     def complete(self) -> bool:
@@ -101,8 +107,13 @@ class TrialRecord:
 
     @property
     def objective_gflops(self) -> float | None:
-        """GFLOPs: the second objective value, else the stored `gflops` (failed trials)."""
-        return _num(self.values[1]) if self.values and len(self.values) > 1 else self.gflops
+        """GFLOPs: the stored `gflops`, else the second objective value (a GFLOPs study made without it)."""
+        return self.gflops if self.gflops is not None else self.cost
+
+    @property
+    def cost(self) -> float | None:
+        """The second objective value: GFLOPs or latency (ms) after the study's `objective`; None if unset."""
+        return _num(self.values[1]) if self.values and len(self.values) > 1 else None
 
     @property
     def excess(self) -> dict[str, float]:
@@ -174,6 +185,8 @@ def read(t: FrozenTrial) -> TrialRecord:
         host=a.get("host"),
         pid=_int(a.get("pid")),
         transfer=a.get("transfer") if isinstance(a.get("transfer"), dict) else None,
+        latency_ms=_num(a.get("latency_ms")),
+        measured_latency=a.get("measured_latency") if isinstance(a.get("measured_latency"), dict) else None,
     )
 
 
@@ -327,6 +340,8 @@ class StudyRecord:
     nas_version: str | None = None
     created_by: str | None = None
     weights: dict[str, Any] | None = None  # --weights: the checkpoint fine-tuned from (name, path, sha256, ...)
+    objective: str | None = None  # the front's cost axis: "gflops" (None: studies from before) or "latency"
+    latency_on: dict[str, Any] | None = None  # {"runtime", "threads"}; the table itself: nas.latency.study
 
     @property
     def made_by_nas(self) -> bool:
@@ -357,6 +372,8 @@ def read_study(study: optuna.Study) -> StudyRecord:
         nas_version=a.get("nas_version"),
         created_by=a.get("created_by"),
         weights=a.get("weights") if isinstance(a.get("weights"), dict) else None,
+        objective=a.get("objective") if isinstance(a.get("objective"), str) else None,
+        latency_on=a.get("latency_on") if isinstance(a.get("latency_on"), dict) else None,
     )
 
 

@@ -6,7 +6,8 @@ without being built; the others are rendered and counted on the meta device, and
 with the table stops the search (CostMismatch, a bug). Candidates whose rendered model was already scored
 reuse that score; the rest are trained by the proxy trainer, evaluated at the successive-halving rungs
 (nas.rungs) and the last epoch, and stopped at a rung where they rank outside the top 1/eta.
-Objectives: maximise fitness, minimise GFLOPs.
+Objectives: maximise fitness, minimise the cost axis (`--objective`: GFLOPs, or the latency the study's
+latency table predicts; nas.latency.study). Every trained candidate with a table is also measured for real.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nas.budget import Budget
 from nas.data.resolve import SYNTHETIC_TRAIN, SYNTHETIC_VAL, proxy_data, synthetic_config
 from nas.errors import NasError
 from nas.gate import CostMismatch
+from nas.latency.study import LatencySettings, cost_of, latency_attr, measure_candidate
 from nas.pareto import count_outcomes, pareto_front, scored_trials
 from nas.record import (
     INTERRUPTED,
@@ -74,6 +76,7 @@ class SearchOptions:
     synthetic_train: int = SYNTHETIC_TRAIN
     synthetic_val: int = SYNTHETIC_VAL
     weights: str | None = None  # --weights: a checkpoint every candidate fine-tunes from (nas.weights.base)
+    latency: LatencySettings = field(default_factory=LatencySettings)  # --objective/--latency-on/--latency-threads
     base: Any = field(default=None, repr=False, compare=False)  # its nas.weights.Base, read by prepare()
     sampler_seed_offset: int = 0  # extra worker processes draw other candidates than the first one
     run_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{time.time()}")
@@ -91,7 +94,7 @@ class SearchOptions:
 class Progress:
     """Callbacks a display can hook into; all optional."""
 
-    trial_start: Callable[[int, str, float], None] | None = None  # number, choices (`describe`), GFLOPs
+    trial_start: Callable[..., None] | None = None  # number, choices (`describe`), GFLOPs, predicted latency ms
     epoch_end: Callable[[int, dict], None] | None = None  # number, epoch record
     batch_end: Callable[[int, int, int], None] | None = None  # epoch, batch, batches per epoch
     trial_end: Callable[[int, str, TrialRecord], None] | None = None  # number, outcome, record
@@ -134,7 +137,7 @@ class Objective:
     """One call = one candidate: sample, gate on the budget, render, dedup, train with rungs, record."""
 
     def __init__(self, space, opts: SearchOptions, data_spec, store, progress: Progress | None = None,
-                 rungs: list[int] | None = None):
+                 rungs: list[int] | None = None, table=None):
         self.space = space
         self.opts = opts
         self.data_spec = data_spec
@@ -143,6 +146,7 @@ class Objective:
         # candidates are priced, rendered, counted and exported with the classes they are trained on
         self.nc = space.nc or (data_spec.nc if data_spec is not None else None)
         self.rungs = list(rungs or []) if opts.early_stop else []  # successive-halving rung epochs
+        self.table = table  # the study's LatencyTable (nas.latency.study), None without one
 
     def __call__(self, trial) -> tuple[float, float]:
         from nas.storage import trial_heartbeat
@@ -166,31 +170,35 @@ class Objective:
 
         space, opts = self.space, self.opts
         arch = sample(space, trial)
-        verdict = gate(space, arch, opts.budget, nc=self.nc)  # table price; built and counted only if it fits
-        gflops, params = verdict.gflops, verdict.params
+        verdict = gate(space, arch, opts.budget, nc=self.nc, table=self.table)  # built and counted only if it fits
+        gflops, params, latency = verdict.gflops, verdict.params, verdict.latency_ms
+        cost = cost_of(opts.latency.objective, gflops, latency)
         short = arch.short()
         is_baseline = read(trial).baseline  # set when enqueued first
         line = describe(arch, [p.name for p in space.points])
         write(trial, choices=short, candidate=line, arch=arch.to_dict(), gflops=round(gflops, 6), params=params,
               seed=opts.seed, baseline=is_baseline)
-        set_constraints(trial, opts.budget.violations(gflops, params))  # samplers and optuna-dashboard read them
+        if latency is not None:
+            write(trial, latency_ms=round(latency, 4))
+        set_constraints(trial, opts.budget.violations(gflops, params, latency))  # samplers and dashboard read them
         if self.progress.trial_start:
-            self.progress.trial_start(trial.number, line, gflops)
+            self.progress.trial_start(trial.number, line, gflops, latency)
 
         if verdict.over_budget:
             write(trial, over_budget=True)
             self._end(trial, Outcome.REJECTED)
-            return 0.0, gflops
+            return 0.0, cost
 
         cfg = verdict.cfg
         mhash = model_hash(cfg)
         write(trial, model_hash=mhash)
         twin = self._scored_twin(trial.study, mhash, trial.number)
         if twin is not None:
-            write(trial, **{k: getattr(twin, k) for k in ("fitness", "mAP50", "mAP50_95", "wall_time")
-                            if getattr(twin, k) not in (None, [])}, reused_from=twin.number)
+            write(trial, **{k: getattr(twin, k) for k in ("fitness", "mAP50", "mAP50_95", "wall_time",
+                                                          "measured_latency") if getattr(twin, k) not in (None, [])},
+                  reused_from=twin.number)
             self._end(trial, Outcome.REUSED)
-            return float(twin.fitness), gflops
+            return float(twin.fitness), cost
 
         if not self._claim_slot(trial):
             trial.study.stop()
@@ -225,10 +233,12 @@ class Objective:
             raise CandidateFailed(result.reason)
         write(trial, fitness=float(result.fitness), mAP50=float(result.mAP50), mAP50_95=float(result.mAP50_95))
         write_model_yaml(trial, text, self.store, params, gflops)  # headed by the scores, as export-best writes it
+        if self.table is not None:  # the real latency next to the table's prediction (the table's error)
+            write(trial, measured_latency=latency_attr(measure_candidate(cfg, self.table, space.imgsz, opts.device)))
         self._end(trial, Outcome.STOPPED if result.status == Outcome.STOPPED else Outcome.TRAINED)
         if not math.isfinite(result.fitness):
             raise CandidateFailed("non-finite fitness")
-        return float(result.fitness), gflops
+        return float(result.fitness), cost
 
     def _initializer(self, arch, mhash: str):
         """With --weights: the hook that puts the checkpoint into the built candidate by the render's index map."""
@@ -333,10 +343,7 @@ def prepare(opts: SearchOptions):
         raise NasError(f"--imgsz {opts.imgsz} must be a multiple of 32 and at least 64")
     if not opts.budget:
         raise NasError("--budget is required, e.g. --budget 10gflops (see `nas space SPACE` for the costs)")
-    if opts.budget.latency_ms is not None:  # nas.latency measures and predicts; the search does not gate on it yet
-        raise NasError(f"--budget {opts.budget.latency_ms:g}ms: latency budgets are not in the search yet (the "
-                       f"latency table is measured by nas.latency, not yet stored in studies); use a GFLOPs or "
-                       f"params budget, e.g. --budget 10gflops")
+    opts.latency.check()  # --objective, --latency-on, --latency-threads (onnxruntime installed)
     opts.device = parse_device(opts.device)
     opts.precision = resolve_precision(opts.precision, opts.device).name  # stored as what actually runs
     space = load_space(opts.space)
@@ -353,6 +360,7 @@ def open_study(space, opts: SearchOptions):
     """Create or resume the study, refusing a different space or different proxy settings."""
     import optuna
 
+    from nas.latency.study import resume_settings, set_metric_names
     from nas.storage import create_or_resume, refuse_sqlite_with_workers
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -361,7 +369,8 @@ def open_study(space, opts: SearchOptions):
     attrs = study_attrs(StudyRecord(created_by=opts.run_id, space_path=str(opts.space), base=space.base,
                                     imgsz=space.imgsz, budget=opts.budget.to_attr(), nas_version=__version__,
                                     points=[p.name for p in space.points], proxy=opts.proxy(), sampler=opts.sampler,
-                                    weights=opts.base.to_attr() if opts.base is not None else None))
+                                    weights=opts.base.to_attr() if opts.base is not None else None,
+                                    objective=opts.latency.objective))
     study = create_or_resume(opts.storage, name, space_hash=space.hash, attrs=attrs,
                              sampler=make_sampler(opts.sampler, opts.seed))
 
@@ -369,6 +378,7 @@ def open_study(space, opts: SearchOptions):
     if n or opts.sampler_seed_offset:  # a resumed study or an extra worker must not replay the first proposals
         study.sampler = make_sampler(opts.sampler, opts.seed + n + opts.sampler_seed_offset)
     _check_weights(study, name, opts)
+    opts.latency = resume_settings(study, name, opts.latency)  # refuses another --objective
     for key, label in (("budget", "--budget"),
                        ("proxy", "proxy settings (--data/--epochs/--imgsz/--batch/--seed/--precision)")):
         stored = getattr(read_study(study), key)
@@ -377,6 +387,7 @@ def open_study(space, opts: SearchOptions):
         if stored is not None and stored != attrs[key]:
             raise NasError(f"study {name!r} was searched with {label} {stored}, not {attrs[key]}; scores would not "
                            f"compare: rerun with the same settings or start a new study with --study {name}-2")
+    set_metric_names(study, opts.latency.objective)
     return study
 
 
@@ -457,13 +468,14 @@ def check_search_memory(cfg: dict, opts: SearchOptions, nc: int | None, syntheti
 
 
 def run_search(opts: SearchOptions, progress: Progress | None = None, space=None, study=None,
-               data_spec=None) -> Summary:
+               data_spec=None, table=None) -> Summary:
     """Run (or resume) a search in this process until --trials candidates are scored, or --timeout.
 
     The data is resolved and checked before the study is opened, so bad input leaves storage untouched.
     """
     import optuna
 
+    from nas.latency.study import study_table
     from nas.rungs import study_rungs
     from nas.storage import artifact_store, mask_url
 
@@ -474,7 +486,9 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     store = artifact_store(opts.storage)
     enqueue_start(study, space, opts.run_id)
     rungs = study_rungs(study, opts.epochs, opts.eta)[0] if opts.early_stop else []
-    objective = Objective(space, opts, data_spec, store, progress, rungs=rungs)
+    nc = space.nc or (data_spec.nc if data_spec is not None else None)
+    table = table or study_table(study, space, opts.latency, opts.budget, opts.device, nc)  # stored: reused
+    objective = Objective(space, opts, data_spec, store, progress, rungs=rungs, table=table)
     summary = Summary(study.study_name, mask_url(opts.storage), rungs=rungs)
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
     max_sampled = max(50, 25 * opts.trials)  # guard: a budget almost nothing fits
@@ -512,8 +526,8 @@ def summarize(study, summary: Summary) -> Summary:
     summary.front = []
     for t in pareto_front(study):
         r = read(t)
-        summary.front.append({"trial": t.number, "fitness": t.values[0], "gflops": t.values[1], "params": r.params,
-                              "choices": r.choices})
+        summary.front.append({"trial": t.number, "fitness": t.values[0], "gflops": r.objective_gflops,
+                              "latency_ms": r.latency_ms, "params": r.params, "choices": r.choices})
     return summary
 
 

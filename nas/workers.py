@@ -30,6 +30,12 @@ def worker_command(opts: SearchOptions) -> list[str]:
         cmd += ["--budget", f"{budget.gflops!r}gflops"]
     if budget.params is not None:
         cmd += ["--budget", f"{budget.params}params"]
+    if budget.latency_ms is not None:
+        cmd += ["--budget", f"{budget.latency_ms!r}ms"]
+    lat = opts.latency  # the main process measured the table first: the worker finds it in the study
+    cmd += ["--objective", lat.objective, "--latency-threads", str(lat.threads)]
+    if lat.runtime is not None:
+        cmd += ["--latency-on", lat.runtime]
     for flag, value in (("--study", opts.study), ("--storage", opts.storage), ("--data", opts.data),
                         ("--weights", opts.weights)):
         if value is not None:

@@ -14,8 +14,16 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP, WEIGH
 @click.option("--space", "space", required=True, metavar="SPACE",
               help="Search-space YAML (e.g. search_spaces/neck.yaml) or a shipped name: neck, backbone, sppf, full.")
 @click.option("--budget", "budget", multiple=True, required=True, metavar="BUDGET",
-              help="Compute budget: 10gflops, '10 GFLOPs', 800MFLOPs, 1.2e10flops; repeat for a parameter budget "
-                   "too: --budget 5M-params.")
+              help="Compute budget: 10gflops, '10 GFLOPs', 800MFLOPs, 1.2e10flops, or a latency: 80ms, 0.08s, "
+                   "800us (predicted by the latency table); repeat to combine, e.g. --budget 5M-params.")
+@click.option("--objective", default="gflops", show_default=True, metavar="gflops|latency",
+              help="The front's cost axis: GFLOPs, or the latency the study's latency table predicts.")
+@click.option("--latency-on", "latency_on", default=None, metavar="torch|onnxruntime",
+              help="Where latency is measured: torch (eager, on --device) or onnxruntime (CPU) [default: torch, "
+                   "and only when a latency budget or --objective latency needs it; give it to record latency in "
+                   "a GFLOPs study too (the table costs minutes at start-up)].")
+@click.option("--latency-threads", "latency_threads", default=1, show_default=True, type=int,
+              help="Threads the latency is measured with (batch 1 at the space's imgsz).")
 @click.option("--trials", default=30, show_default=True, type=int,
               help="Stop when the study holds this many trained candidates (rejected and reused ones are free).")
 @click.option("--timeout", default=None, metavar="DURATION", help="Stop after this long: 90s, 30m, 2h, 1h30m.")
@@ -49,7 +57,7 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP, WEIGH
 @click.option("--weights", default=None, metavar="CHECKPOINT.pt", help=WEIGHTS_HELP)
 @click.option("--worker", "is_worker", is_flag=True, hidden=True)
 def command(space, budget, trials, timeout, study_name, storage, sampler, seed, data, epochs, imgsz, batch, device,
-            workers, early_stop, eta, precision, weights, is_worker) -> None:
+            workers, early_stop, eta, precision, weights, is_worker, objective, latency_on, latency_threads) -> None:
     """Search where attention blocks go in a YOLOv5 model, under a compute budget.
 
     Candidates over the budget are rejected before training (counted on the meta device) and recorded as
@@ -62,6 +70,7 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
     """
     from nas.budget import parse_budget
     from nas.gate import CostMismatch
+    from nas.latency.study import LatencySettings
     from nas.search import SearchOptions, parse_duration, prepare
     from nas.weights.base import proxy_settings
     from nas.workers import parse_workers
@@ -72,7 +81,8 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
                          timeout=parse_duration(timeout), study=study_name, storage=storage, sampler=sampler,
                          seed=seed, data=data, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
                          workers=parse_workers(workers, storage, device), early_stop=early_stop,
-                         eta=eta, precision=precision, weights=weights)
+                         eta=eta, precision=precision, weights=weights,
+                         latency=LatencySettings(objective, latency_on, latency_threads))
     space_obj = prepare(opts)
     try:
         if is_worker:
@@ -107,6 +117,7 @@ def _run_worker(opts, space) -> None:
 
 def _run_main(opts, space) -> None:
     from nas.console import console as make_console
+    from nas.latency.progress import measure_latency_table
     from nas.live import Display
     from nas.search import open_study, resolve_search_data, run_search
     from nas.storage import mask_url, refuse_sqlite_with_workers
@@ -117,6 +128,7 @@ def _run_main(opts, space) -> None:
     with console.status("preparing the data set..."):
         data_spec = resolve_search_data(opts, space)
     study = open_study(space, opts)  # validates the storage; refuses a different space or proxy
+    table = measure_latency_table(console, opts, space, study, data_spec)  # before the workers: they reuse it
     children = spawn_workers(opts, study.study_name)
     if children:
         console.print(f"started {len(children)} more worker process(es); "
@@ -129,7 +141,8 @@ def _run_main(opts, space) -> None:
                                 + proxy_line(opts.epochs, opts.imgsz, opts.data))
     try:
         with workers_stop_with_us(children), display.live():
-            summary = run_search(opts, display.progress(), space=space, study=study, data_spec=data_spec)
+            summary = run_search(opts, display.progress(), space=space, study=study, data_spec=data_spec,
+                                 table=table)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the running trial is marked failed and will be re-run first; "
                       "run the same command to resume")
