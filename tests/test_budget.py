@@ -153,15 +153,3 @@ def test_two_latency_limits_are_refused() -> None:
     with pytest.raises(NasError, match="two latency limits"):
         parse_budget(["80ms", "0.1s"])
 
-
-def test_a_latency_budget_is_refused_by_the_search_until_it_gates_on_latency(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from nas.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(main, ["search", "--space", "neck", "--budget", "80ms", "--trials", "1"])
-    assert r.exit_code == 2, r.output
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --budget 80ms: latency budgets are not in the search yet")
-    assert not (tmp_path / "studies").exists()

@@ -242,16 +242,24 @@ def test_search_cli_defaults_are_the_search_options_defaults():
     from nas.commands.search import command
     from nas.search import SearchOptions
 
+    from nas.weights.base import FINETUNE_PROXY, proxy_settings
+
     defaults = {f.name: f.default for f in fields(SearchOptions)}
     cli = {p.name: p.default for p in command.params}
-    for name in ("epochs", "imgsz", "batch", "eta", "precision", "sampler", "seed", "early_stop", "trials"):
+    for name in ("batch", "eta", "precision", "sampler", "seed", "early_stop", "trials"):
         assert cli[name] == defaults[name], name
+    # --epochs/--imgsz left out mean the scratch proxy, or the fine-tuning proxy with --weights
+    scratch = (defaults["epochs"], defaults["imgsz"])
+    assert proxy_settings(None, cli["epochs"], cli["imgsz"], *scratch) == scratch
+    finetune = proxy_settings("base.pt", cli["epochs"], cli["imgsz"], *scratch)
+    assert finetune == (FINETUNE_PROXY.epochs, FINETUNE_PROXY.imgsz) != scratch
     # nas evaluate scores a model with the same proxy, so that it reproduces a default search's trial
     from nas.commands.evaluate import command as evaluate
 
     cli = {p.name: p.default for p in evaluate.params}
-    for name in ("epochs", "imgsz", "batch", "precision", "seed"):
+    for name in ("batch", "precision", "seed"):
         assert cli[name] == defaults[name], name
+    assert proxy_settings(None, cli["epochs"], cli["imgsz"], *scratch) == scratch
 
 
 def test_evaluate_reproduces_a_search_trial_on_the_builtin_data(monkeypatch, tmp_path):

@@ -27,6 +27,7 @@ SPACE = {
     "hyperparameters": {"SGE": {"groups": [4, 8]}},
     "insert": [{"after": 23, "name": "P5", "blocks": ["none", "SGE", "GE"]}],
 }
+GE_DEFAULTS = {"extent": "global", "param_gather": True, "excite_mlp": True}  # GE's defaults in a space
 TINY = ["--epochs", "1", "--imgsz", "64", "--batch", "8", "--seed", "0", "--sampler", "random"]
 
 
@@ -105,7 +106,7 @@ def test_the_gate_rejects_on_the_predicted_latency():
     space = load_space(_space_file())
     table = LatencyTable.from_dict(_fake_table(space))
     narrow = Architecture(0.33, 0.25, {"P5": {"block": "none"}})
-    with_ge = Architecture(0.33, 0.25, {"P5": {"block": "GE"}})
+    with_ge = Architecture(0.33, 0.25, {"P5": {"block": "GE", **GE_DEFAULTS}})
     assert gate(space, narrow, Budget(latency_ms=12.0), table=table).latency_ms == pytest.approx(10.0)
     assert not gate(space, narrow, Budget(latency_ms=12.0), table=table).over_budget
     verdict = gate(space, with_ge, Budget(latency_ms=12.0), table=table)
@@ -127,7 +128,7 @@ def _fake_table(space) -> dict:
     """A table with round numbers: base 10 ms at width 0.25 (20 at 0.5), SGE +1 ms, GE +5 ms."""
     lat = {"spread": 0.0, "repeats": 5, "runtime": "torch", "threads": 1, "device": "cpu", "noisy": False}
     slots = [{"point": "P5", "block": "none", "hyperparameters": {}, "ms": 0.0, "spread": 0.0, "noisy": False},
-             {"point": "P5", "block": "GE", "hyperparameters": {}, "ms": 5.0, "spread": 0.0, "noisy": False}]
+             {"point": "P5", "block": "GE", "hyperparameters": GE_DEFAULTS, "ms": 5.0, "spread": 0.0, "noisy": False}]
     slots += [{"point": "P5", "block": "SGE", "hyperparameters": {"groups": g}, "ms": 1.0, "spread": 0.0,
                "noisy": False} for g in (4, 8)]
     return {"format": 1, "key": {"runtime": "torch", "threads": 1, "device": "cpu", "imgsz": [64, 64]},
