@@ -7,9 +7,9 @@ The two searches run the README main command's space and proxy one after the oth
 
 - `gflops`:  `nas search --space neck --budget 10gflops --latency-on torch` (the README's budget; latency is
   recorded for every candidate, the table is built at start-up like the other's);
-- `latency`: `nas search --space neck --budget 120ms --objective latency` (120 ms is what the widest plain model
-  that 10 GFLOPs admits, yolov5n at width 0.375, measures here at 640 px, 1 thread:
-  bench/results/latency_neck_torch.md).
+- `latency`: `nas search --space neck --budget <L>ms --objective latency`, where L is what the widest plain model
+  that 10 GFLOPs admits (yolov5n at width 0.375, no blocks) costs by the first search's latency table, rounded up
+  to the millisecond: the same price, paid in time instead of FLOPs.
 
 Each study goes to its own journal under bench/results/budget_axes/; a finished search is recorded in
 bench/results/budget_axes.json and skipped when the bench runs again (an unfinished one is started afresh, so both
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -32,17 +33,20 @@ from pathlib import Path
 
 import torch
 
+from nas.latency import predict
+from nas.latency.study import stored_table
 from nas.record import read, read_study
+from nas.space import Architecture, load_space
 from nas.storage import load_nas_study
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results"
 STORE = OUT / "budget_axes"
+GFLOPS_BUDGET = 10.0
 RUNS = {
-    "gflops": ["--budget", "10gflops", "--latency-on", "torch"],
-    "latency": ["--budget", "120ms", "--objective", "latency"],
+    "gflops": ["--budget", f"{GFLOPS_BUDGET:g}gflops", "--latency-on", "torch"],
+    "latency": ["--objective", "latency"],  # its --budget: latency_budget() from the first search's table
 }
-LATENCY_BUDGET_MS = 120.0
 
 
 def cpu_name() -> str:
@@ -55,13 +59,25 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run_search(name: str, minutes: float, seed: int) -> dict:
+def load(name: str):
+    return load_nas_study(f"journal:{STORE / name / 'nas.journal'}", name)
+
+
+def latency_budget() -> float:
+    """The predicted latency of the widest plain model the GFLOPs budget admits, by the GFLOPs study's table."""
+    table = stored_table(load("gflops"))
+    space = load_space("neck")
+    plain = Architecture(space.depth_multiple[0], max(space.width_multiple), {})
+    return float(math.ceil(predict(table, plain)))
+
+
+def run_search(name: str, minutes: float, seed: int, extra: list[str]) -> dict:
     """One search of `minutes` wall time into its own journal; the finished run's summary."""
     folder = STORE / name
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts afresh: both get the whole budget
     folder.mkdir(parents=True)
-    cmd = ["nas", "search", "--space", "neck", *RUNS[name], "--study", name, "--timeout", f"{int(minutes * 60)}s",
-           "--trials", "10000", "--workers", "1", "--seed", str(seed),
+    cmd = ["nas", "search", "--space", "neck", *RUNS[name], *extra, "--study", name,
+           "--timeout", f"{int(minutes * 60)}s", "--trials", "10000", "--workers", "1", "--seed", str(seed),
            "--storage", f"journal:{(folder / 'nas.journal').relative_to(ROOT)}"]
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
@@ -70,9 +86,16 @@ def run_search(name: str, minutes: float, seed: int) -> dict:
             "wall_s": round(time.perf_counter() - start, 1)}
 
 
+def run_budget(run: dict) -> dict[str, float]:
+    """{'gflops': G} or {'latency_ms': L}: the budget a finished run searched under."""
+    words = run["command"].split()
+    text = words[words.index("--budget") + 1]
+    return {"latency_ms": float(text[:-2])} if text.endswith("ms") else {"gflops": float(text[:-6])}
+
+
 def front_rows(name: str) -> tuple[list[dict], dict]:
     """Every scored trial of a stored study as plain rows, and the study's counts."""
-    study = load_nas_study(f"journal:{STORE / name / 'nas.journal'}", name)
+    study = load(name)
     rows, counts = [], {"trained": 0, "rejected": 0, "total": 0}
     for t in study.get_trials(deepcopy=False):
         r = read(t)
@@ -116,6 +139,7 @@ def fmt(v: float | None, spec: str) -> str:
 
 
 def report(done: dict) -> str:
+    limit = run_budget(done["latency"])["latency_ms"] if "latency" in done else latency_budget()
     lines = [
         "# A latency-budget search next to a GFLOPs-budget search, same wall-clock budget",
         "",
@@ -123,23 +147,26 @@ def report(done: dict) -> str:
         f"Machine: {cpu_name()}; torch {torch.__version__}; one worker, 1 thread; latency measured in torch "
         "eager, 1 thread, batch 1, 640 px (the neck space's imgsz).",
         "",
+        f"Budgets: {GFLOPS_BUDGET:g} GFLOPs, and {limit:g} ms, the latency the first search's table predicts for "
+        "the widest plain model 10 GFLOPs admits (width 0.375, no blocks).",
+        "",
     ]
     fronts = {}
     for name, run in done.items():
         rows, counts = front_rows(name)
         own = front(rows, "latency_ms" if counts["objective"] == "latency" else "gflops")
         fronts[name] = (rows, own)
-        over = [r for r in own if r["measured_ms"] is not None and r["measured_ms"] > LATENCY_BUDGET_MS]
+        over = [r for r in own if r["measured_ms"] is not None and r["measured_ms"] > limit]
         within = [r for r in rows if r["complete"] and r["measured_ms"] is not None
-                  and r["measured_ms"] <= LATENCY_BUDGET_MS]
+                  and r["measured_ms"] <= limit]
         best = max(within, key=lambda r: r["fitness"], default=None)
         lines += [
             f"## `{name}`: `{run['command']}`",
             "",
             f"{counts['total']} trials in {run['wall_s']:.0f} s: {counts['trained']} trained, {counts['rejected']} "
             f"rejected before training. Front (fitness against {counts['objective']}): {len(own)} trials, "
-            f"{len(over)} of them measure over {LATENCY_BUDGET_MS:g} ms. Best fitness measured within "
-            f"{LATENCY_BUDGET_MS:g} ms: {fmt(best and best['fitness'], '.4f')}"
+            f"{len(over)} of them measure over {limit:g} ms. Best fitness measured within "
+            f"{limit:g} ms: {fmt(best and best['fitness'], '.4f')}"
             + (f" (trial {best['trial']})." if best else "."),
             "",
             "| trial | fitness | GFLOPs | predicted | measured | candidate |",
@@ -151,14 +178,15 @@ def report(done: dict) -> str:
         lines.append("")
     if len(fronts) == 2:
         lines += ["## Side by side", "",
-                  "| search | trained | front | front over 120 ms (measured) | hypervolume (fitness × ms, measured,"
-                  " ref 120 ms) | hypervolume (fitness × GFLOPs, ref 10) |", "|---|---|---|---|---|---|"]
+                  f"| search | trained | front | front over {limit:g} ms (measured) | hypervolume (fitness × ms, "
+                  f"measured, ref {limit:g} ms) | hypervolume (fitness × GFLOPs, ref {GFLOPS_BUDGET:g}) |",
+                  "|---|---|---|---|---|---|"]
         for name, (rows, own) in fronts.items():
-            n_over = sum(r["measured_ms"] is not None and r["measured_ms"] > LATENCY_BUDGET_MS for r in own)
+            n_over = sum(r["measured_ms"] is not None and r["measured_ms"] > limit for r in own)
             trained = sum(r["complete"] for r in rows)
             lines.append(f"| {name} | {trained} | {len(own)} | {n_over} | "
-                         f"{hypervolume(front(rows, 'measured_ms'), 'measured_ms', LATENCY_BUDGET_MS):.2f} | "
-                         f"{hypervolume(front(rows, 'gflops'), 'gflops', 10.0):.3f} |")
+                         f"{hypervolume(front(rows, 'measured_ms'), 'measured_ms', limit):.2f} | "
+                         f"{hypervolume(front(rows, 'gflops'), 'gflops', GFLOPS_BUDGET):.3f} |")
         lines += ["", "Hypervolumes are over each study's fully trained candidates (their own front in that cost); "
                   "a candidate over the reference adds nothing."]
     lines += ["", "What this covers: one seed of each search, one machine, the synthetic proxy. It does not say how "
@@ -180,7 +208,8 @@ def main() -> None:
             if name in done and done[name]["minutes"] == args.minutes and done[name]["seed"] == args.seed:
                 print(f"{name}: done before, skipped", flush=True)
                 continue
-            done[name] = run_search(name, args.minutes, args.seed)
+            extra = ["--budget", f"{latency_budget():g}ms"] if name == "latency" else []
+            done[name] = run_search(name, args.minutes, args.seed, extra)
             state_path.write_text(json.dumps(done, indent=1) + "\n")
     text = report(done)
     (OUT / "budget_axes.md").write_text(text)

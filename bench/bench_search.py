@@ -49,7 +49,7 @@ import optuna
 
 from nas.budget import Budget
 from nas.cost import predict_cost
-from nas.pareto import scored_trials
+from nas.front.pareto import scored_trials
 from nas.record import read
 from nas.samplers import make_sampler
 from nas.search import Objective, SearchOptions, resolve_search_data

@@ -67,6 +67,7 @@ SGE_YAML = ("python -c \"import yaml; from nas.model import load_cfg; c = load_c
             "h[13][0] = [-1, 10]; h[15][0] = [18, 21, 24]; "
             "open('yolov5n_sge.yaml', 'w').write(yaml.safe_dump(c, sort_keys=False))\"")
 TX = "--study tx --storage sqlite:///studies/tx.db"
+LAT = "--study lat --storage sqlite:///studies/lat.db"
 
 EXAMPLES: dict[str, Example] = {
     "profile": Example(["nas profile yolov5s"], head=12, tail=6),
@@ -113,6 +114,12 @@ EXAMPLES: dict[str, Example] = {
                                "grep -E '^# (choices|train)' best.yaml"],
                               setup=[PRETRAIN_ONCE, f"nas search --space neck --budget 10gflops --weights "
                                      f"yolov5n-demo.pt {TX} --epochs 1 --imgsz 64 --trials 3"]),
+    # latency: the model and each layer; a space's latency table; a latency-budget search at demo scale, its front
+    "profile-latency": Example(["nas profile yolov5n --latency"], head=3, tail=6),
+    "space-latency": Example(["nas space search_spaces/sppf.yaml --latency"], head=0),
+    "search-latency": Example([f"nas search --space neck --budget 150ms --objective latency {LAT} --epochs 1 "
+                               f"--imgsz 64 --trials 4 --workers 1"], head=6, tail=14),
+    "pareto-latency": Example([f"nas pareto {LAT} --plot front-latency.png"], needs=["search-latency"]),
     "audit-weights": Example([f"nas audit {FT} --candidates 3 --seeds 1 --reference-epochs 4"], head=3, tail=8,
                              needs=["search-weights"]),
 }

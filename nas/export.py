@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from nas import __version__
 from nas.errors import NasError
 from nas.files import check_output, write_text
-from nas.pareto import best, knee, pareto_front, select_trial, tied_with
+from nas.front.pareto import best, knee, pareto_front, select_trial, tied_with
+from nas.front.report import proxy_text
+from nas.latency.study import stored_table
 from nas.record import describe, read, read_study
-from nas.results import proxy_text
 
 if TYPE_CHECKING:
     import optuna
@@ -38,11 +39,14 @@ class Export:
     text: str
     notes: list[str] = field(default_factory=list)  # what the user should know about the pick (knee, ties)
     onnx: OnnxReport | None = None  # with --onnx: the checked ONNX export of the same model
+    latency_ms: float | None = None  # predicted by the study's latency table (None: the study has none)
+    measured_latency_ms: float | None = None  # measured after training
 
     def to_dict(self, study: str) -> dict[str, Any]:
         """export-best --json's document."""
         return {"path": str(self.path), "study": study, "trial": self.trial, "fitness": self.fitness,
-                "gflops": round(self.gflops, 6), "params": self.params, "imgsz": list(self.imgsz),
+                "gflops": round(self.gflops, 6), "latency_ms": self.latency_ms,
+                "measured_latency_ms": self.measured_latency_ms, "params": self.params, "imgsz": list(self.imgsz),
                 "notes": self.notes, "onnx": None if self.onnx is None else self.onnx.to_dict()}
 
 
@@ -179,6 +183,7 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
         f"# mAP50: {num(r.mAP50)}",
         f"# mAP50-95: {num(r.mAP50_95)}",
         f"# GFLOPs: {gflops:.6f}",
+        *([f"# latency: {latency}"] if (latency := latency_text(study, t)) else []),
         f"# params: {params}",
         f"# imgsz: {h}x{w}",
         f"# proxy behind the scores: {proxy_text(sr.proxy if isinstance(sr.proxy, dict) else None)}",
@@ -194,6 +199,24 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
         f"# train: {train_line(name, max(h, w), checkpoint)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def latency_text(study: optuna.Study, t: FrozenTrial) -> str | None:
+    """'68.2 ms predicted, 68.5 ms measured (torch, 1 thread, cpu)'; None without latency. Where it was timed
+    comes from the trial's own measurement, else from the study's table."""
+    r = read(t)
+    if r.latency_ms is None:
+        return None
+    m = r.measured_latency or {}
+    if r.measured_latency_ms is not None and {"runtime", "threads", "device"} <= set(m):
+        threads = int(m["threads"])
+        where = f" ({m['runtime']}, {threads} thread{'s' if threads != 1 else ''}, {m['device']})"
+        measured = f", {r.measured_latency_ms:.1f} ms measured"
+    else:
+        table = stored_table(study)
+        where, measured = ("" if table is None else f" ({table.describe()})"), ""
+    axis = "; the front's cost axis" if read_study(study).objective == "latency" else ""
+    return f"{r.latency_ms:.1f} ms predicted{measured}{where}{axis}"
 
 
 def train_line(name: str, img: int, checkpoint: Path | None = None) -> str:
@@ -240,8 +263,9 @@ def export_best(
     if onnx_path is not None:
         report = _export_onnx(study, t, cfg, params, imgsz, onnx_path, onnx_opset, onnx_exporter)
     write_text(out, body, "--out")
-    return Export(out, t.number, read(t).objective_fitness, gflops, params, imgsz, body, notes.lines(t.number),
-                  report)
+    r = read(t)
+    return Export(out, t.number, r.objective_fitness, gflops, params, imgsz, body, notes.lines(t.number),
+                  report, r.latency_ms, r.measured_latency_ms)
 
 
 def _export_onnx(study: optuna.Study, t: FrozenTrial, cfg: dict[str, Any], params: int, imgsz: tuple[int, int],

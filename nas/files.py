@@ -14,6 +14,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from nas.errors import NasError
 
@@ -131,3 +132,17 @@ def write_bytes(path: str | Path, data: bytes, option: str = "--out") -> Path:
 def write_text(path: str | Path, text: str, option: str = "--out") -> Path:
     """`write_bytes` of UTF-8 text."""
     return write_bytes(path, text.encode("utf-8"), option)
+
+
+def save_figure(fig: Any, path: str | Path, option: str = "--plot") -> Path:
+    """Write a figure to a picture file (PNG, PDF, SVG or JPG by its suffix) through the guarded writer, and
+    close it: the one way every report's picture reaches the disk."""
+    import matplotlib.pyplot as plt
+
+    path = check_output(path, option)
+    try:
+        with guarded_output(path, option) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
+    return path

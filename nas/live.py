@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from nas.pareto import best, count_outcomes, pareto_front
+from nas.front.pareto import best, count_outcomes, pareto_front
 from nas.record import Outcome, TrialRecord, read
 from nas.weights.base import transfer_text
 

@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from nas.errors import NasError
-from nas.pareto import dominates
+from nas.front.pareto import dominates
 from nas.record import read, write
 
 Score = tuple[Hashable, float, float]  # (key, fitness at the rung, GFLOPs)

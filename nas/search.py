@@ -27,9 +27,9 @@ from nas import __version__
 from nas.budget import Budget
 from nas.data.resolve import SYNTHETIC_TRAIN, SYNTHETIC_VAL, proxy_data, synthetic_config
 from nas.errors import NasError
+from nas.front.pareto import count_outcomes, pareto_front, scored_trials
 from nas.gate import CostMismatch
 from nas.latency.study import LatencySettings, cost_of, latency_attr, measure_candidate
-from nas.pareto import count_outcomes, pareto_front, scored_trials
 from nas.record import (
     INTERRUPTED,
     CandidateFailed,

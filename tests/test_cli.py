@@ -241,7 +241,6 @@ def test_search_cli_defaults_are_the_search_options_defaults():
 
     from nas.commands.search import command
     from nas.search import SearchOptions
-
     from nas.weights.base import FINETUNE_PROXY, proxy_settings
 
     defaults = {f.name: f.default for f in fields(SearchOptions)}
@@ -266,7 +265,7 @@ def test_evaluate_reproduces_a_search_trial_on_the_builtin_data(monkeypatch, tmp
     """The synthetic set `nas evaluate` trains on is the search's (same image counts), so the baseline trial of
     a search and `nas evaluate yolov5n` with the same settings give the same fitness."""
     from nas.budget import Budget
-    from nas.pareto import scored_trials
+    from nas.front.pareto import scored_trials
     from nas.record import read
     from nas.search import SearchOptions, run_search
 

@@ -12,6 +12,7 @@ import yaml
 
 from nas.errors import NasError
 from nas.latency import Latency, LatencyTable, check_runtime, measure, measure_many, measure_table, predict
+from nas.latency.measure import layer_latency
 from nas.latency.table import latency_key, space_latencies
 from nas.space import Architecture, load_space
 
@@ -132,3 +133,77 @@ def test_table_predicts_base_plus_slot_deltas_and_round_trips_as_json(space):
         predict(table, Architecture(0.33, 0.5, base.choices))
     with pytest.raises(ValueError, match="format"):
         LatencyTable.from_dict({"format": 0})
+
+
+def test_layer_latency_keeps_the_layers_of_the_fastest_pass():
+    n = 25  # yolov5n's layers
+    # pass 1: every layer 2 ms (50 in all), pass 2: 1 ms each but layer 0 takes 30 (54), pass 3: 1.5 ms (37.5)
+    durations = [2.0] * n + [30.0] + [1.0] * (n - 1) + [1.5] * n
+    ms = layer_latency("yolov5n", 64, warmup=0, repeats=3, clock=steady_then(durations))
+    assert len(ms) == n and ms == pytest.approx([1.5] * n)  # not the per-layer minimum (1 ms) of mixed passes
+    real = layer_latency("yolov5n", 64, warmup=1, repeats=2)
+    assert len(real) == n and all(v > 0 for v in real)
+
+
+def test_profile_latency_times_the_model_and_each_layer(tmp_path):
+    from click.testing import CliRunner
+
+    from nas.cli import main
+
+    r = CliRunner().invoke(main, ["profile", "yolov5n", "--imgsz", "64", "--latency", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    lat = Latency.from_dict(doc["latency"])
+    assert lat.runtime == "torch" and lat.threads == 1 and lat.ms > 0 and lat.repeats == 5
+    assert all(layer["ms"] > 0 for layer in doc["per_layer"])
+    r = CliRunner().invoke(main, ["profile", "yolov5n", "--imgsz", "64", "--latency"])
+    assert r.exit_code == 0 and "latency at batch 1, 64x64:" in r.stdout and " ms " in r.stdout, r.output
+    plain = json.loads(CliRunner().invoke(main, ["profile", "yolov5n", "--imgsz", "64", "--json"]).stdout)
+    assert plain["latency"] is None and plain["per_layer"][0]["ms"] is None
+    for args, message in ((["--latency-on", "tensorrt"], "--latency-on 'tensorrt' is not one of"),
+                          (["--latency-threads", "0"], "--latency-threads"),
+                          (["--device", "tpu"], "--device 'tpu' is unknown")):
+        r = CliRunner().invoke(main, ["profile", "yolov5n", "--imgsz", "64", "--latency", *args])
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.output
+
+
+def test_profile_latency_in_onnxruntime_times_the_whole_model_only():
+    pytest.importorskip("onnxruntime", reason="the optional onnx extra (pip install 'nas[onnx]') is not installed")
+    from click.testing import CliRunner
+
+    from nas.cli import main
+
+    r = CliRunner().invoke(main, ["profile", "yolov5n", "--imgsz", "64", "--latency", "--latency-on", "onnxruntime",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["latency"]["runtime"] == "onnxruntime" and doc["latency"]["ms"] > 0
+    assert all(layer["ms"] is None for layer in doc["per_layer"])
+
+
+def test_nas_space_latency_shows_each_slots_ms_beside_its_gflops(space):
+    from click.testing import CliRunner
+
+    from nas.cli import main
+
+    r = CliRunner().invoke(main, ["space", space.path, "--latency", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["latency_table"]["key"] == latency_key(space)
+    m = doc["multiples"][0]
+    by_point: dict[str, list[float]] = {}
+    for s in m["slots"]:
+        assert isinstance(s["ms"], float) and "gflops" in s
+        by_point.setdefault(s["point"], []).append(s["ms"])
+        if s["block"] == "none":
+            assert s["ms"] == 0.0
+    assert m["min_ms"] == pytest.approx(m["base_ms"] + sum(min(v) for v in by_point.values()))
+    assert m["max_ms"] == pytest.approx(m["base_ms"] + sum(max(v) for v in by_point.values()))
+    text = CliRunner().invoke(main, ["space", space.path, "--latency"]).stdout
+    assert "+ms" in text and "fastest ms" in text and "latency table: torch, 1 thread" in text
+    plain = json.loads(CliRunner().invoke(main, ["space", space.path, "--json"]).stdout)
+    assert plain["latency_table"] is None and plain["multiples"][0]["slots"][0]["ms"] is None
+    r = CliRunner().invoke(main, ["space", space.path, "--latency", "--latency-on", "tensorrt"])
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
+        "error: --latency-on 'tensorrt' is not one of: torch, onnxruntime"], r.output

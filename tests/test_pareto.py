@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from nas.pareto import best, count_outcomes, is_feasible, scored_trials, tied_with, ties
+from nas.front.pareto import best, count_outcomes, is_feasible, scored_trials, tied_with, ties
 from nas.record import Outcome, TrialRecord
 
 
@@ -62,7 +62,7 @@ def test_is_feasible_reads_records_and_trials_alike() -> None:
 def test_front_lists_a_reused_twin_once_under_the_trial_it_reused() -> None:
     """A reused trial is the same model with the same score: the front shows the trained trial and names the
     twins; a twin whose source is not on the front (or an equal score of another model) is not folded."""
-    from nas.pareto import pareto_front, twins
+    from nas.front.pareto import pareto_front, twins
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     rows = [((0.10, 4.0), "trained", None), ((0.20, 5.0), "trained", None), ((0.10, 4.0), "reused", 0),

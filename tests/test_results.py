@@ -20,13 +20,13 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState, create_trial
 
-from nas import pareto
 from nas import storage as S
 from nas.cli import main
 from nas.errors import NasError
-from nas.pareto import knee, select_trial
+from nas.front import pareto
+from nas.front.pareto import knee, select_trial
+from nas.front.report import front_report
 from nas.record import read
-from nas.results import front_report
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -480,7 +480,7 @@ def _xs(ax: Any) -> list[float]:
 
 
 def test_plot_labels_every_scored_trial_and_keeps_rejected_ones_off_the_score_axis(made: dict[str, Any]) -> None:
-    from nas.results import front_figure
+    from nas.front.plot import front_figure
 
     study = made["study"]
     study.set_user_attr("audit", _audit(0.04))
@@ -511,7 +511,7 @@ def test_plot_labels_every_scored_trial_and_keeps_rejected_ones_off_the_score_ax
 def test_plot_labels_stay_readable_when_trials_nearly_coincide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from matplotlib.text import Text
 
-    from nas.results import front_figure
+    from nas.front.plot import front_figure
 
     monkeypatch.chdir(tmp_path)
     study = S.create_or_resume(None, "crowd", space_hash="h", attrs={"budget": {"gflops": 9.0, "params": None}},

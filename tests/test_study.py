@@ -19,9 +19,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from nas import pareto
 from nas import storage as S
 from nas.errors import NasError
+from nas.front import pareto
 from nas.record import write
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -358,7 +358,8 @@ def test_plain_postgresql_url_reads_a_nas_study_in_optuna_too() -> None:
 WORKER = textwrap.dedent(
     """
     import sys, optuna
-    from nas import pareto, storage as S
+    from nas import storage as S
+    from nas.front import pareto
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     attrs = {"base": "yolov5n", "imgsz": [256, 256], "budget": {"gflops": None, "params": None}}

@@ -422,7 +422,7 @@ def test_evaluate_with_weights_takes_the_fine_tuning_proxy_unless_told(workdir, 
 
 
 def test_proxy_text_says_the_default_imgsz_was_chosen_on_synthetic_objects_only_for_real_data():
-    from nas.results import proxy_text
+    from nas.front.report import proxy_text
 
     real = {"data": "/data/coco8.yaml", "epochs": 2, "imgsz": 128, "batch": 8, "seed": 0}
     assert "imgsz 128 (the default, chosen on synthetic objects, not real images), batch 8" in proxy_text(real)

@@ -21,7 +21,7 @@ from nas.audit.stats import (
     pooled_sd,
     seed_sd,
 )
-from nas.files import check_output, guarded_output
+from nas.files import check_output, save_figure
 
 # every score is "higher is better"; the loss scores are negated
 SCORES = {
@@ -303,9 +303,4 @@ def plot(r: AuditReport, path: str | Path) -> Path:
     bx.legend(fontsize=7, loc="lower right")
     bx.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        with guarded_output(path, "--plot") as tmp:
-            fig.savefig(tmp)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -38,7 +38,9 @@ def command(study_name, storage, candidates, reference_epochs, seeds, models, pl
 
     Trains a spread of the study's candidates longer (the reference) and at more seeds, and reports how well
     the proxy's ranking agrees: Kendall τ and Spearman ρ with bootstrap intervals, against GFLOPs alone and other
-    scores, τ per proxy epoch, seed noise and a verdict. Every run is stored as it finishes (in the study
+    scores, τ per proxy epoch, seed noise and a verdict; and, when the study priced latency, how differently
+    GFLOPs and latency order its candidates (Kendall τ, the share of pairs in opposite order, the worst pair).
+    Every run is stored as it finishes (in the study
     `<study>.audit` of the same storage): the same command resumes, and several workers on a server or journal
     storage share the runs. A finished audit also shows in `nas dashboard` (study note and artifacts).
 
@@ -78,13 +80,18 @@ def command(study_name, storage, candidates, reference_epochs, seeds, models, pl
         from nas.audit.report import plot
 
         plot(result.report, plot_path)
+    from nas.audit.costs import cost_order
+    from nas.record import read
+
+    order = cost_order(read(t) for t in plan.study.get_trials(deepcopy=False))  # GFLOPs against latency
     if as_json:
         doc = result.report.to_json()
         doc.update({"storage": result.storage, "aux_study": result.aux_study, "ran": result.ran,
-                    "recovered": result.recovered, "stored": result.stored, "plot": plot_path})
+                    "recovered": result.recovered, "stored": result.stored, "plot": plot_path,
+                    "cost_order": None if order is None else order.to_json()})
         click.echo(json.dumps(doc))
         return
-    _print(result, plot_path)
+    _print(result, plot_path, order)
 
 
 class Display:
@@ -157,7 +164,7 @@ def _f(x, digits: int = 4) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
 
-def _print(result, plot_path) -> None:
+def _print(result, plot_path, order) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -193,5 +200,12 @@ def _print(result, plot_path) -> None:
         console.print(f"τ per proxy epoch: {per}{formed}")
     console.print(f"seed noise: pooled sd {_f(r.noise_sd, 4)}; seed-vs-seed τ {_f(r.seed_tau, 2)}")
     console.print(f"[bold]verdict[/]: {escape(r.verdict)}")
+    if order is not None:
+        console.print(escape(order.line()))
+        if order.discordant > 0:
+            console.print("a GFLOPs front can mislead where latency is the cost: search with --objective latency "
+                          "(nas search --help)")
+    else:
+        console.print("GFLOPs vs latency: unknown (the study priced no latency; search with --latency-on torch)")
     if plot_path:
         console.print(f"plot: {plot_path}")

@@ -101,7 +101,9 @@ def command(
     fitness = "-" if result.fitness is None else f"{result.fitness:.4f}"
     click.echo(
         f"wrote {result.path}: study {study.study_name}, trial {result.trial}, fitness {fitness}, "
-        f"{result.gflops:.3f} GFLOPs at {h}x{w}, {result.params:,} params (rebuilt and recounted: identical)",
+        f"{result.gflops:.3f} GFLOPs at {h}x{w}, {result.params:,} params (rebuilt and recounted: identical)"
+        + ("" if result.latency_ms is None else f"; latency {result.latency_ms:.1f} ms predicted"
+           + ("" if result.measured_latency_ms is None else f", {result.measured_latency_ms:.1f} ms measured")),
         err=True,
     )
     for note in result.notes:

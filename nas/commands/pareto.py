@@ -1,4 +1,4 @@
-"""`nas pareto`: the feasible accuracy/GFLOPs front of a study, as a table, JSON or a plot."""
+"""`nas pareto`: the feasible front of a study (fitness against GFLOPs or latency), as a table, JSON or a plot."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ from nas.files import check_output
     help="Also draw every trial, the front, the baseline and the budget to this PNG.",
 )
 @click.option(
+    "--x",
+    "x_axis",
+    type=click.Choice(["gflops", "latency"]),
+    default=None,
+    help="The plot's cost axis: gflops, or latency (predicted by the study's latency table; measured latency "
+         "drawn beside it) [default: the study's --objective].",
+)
+@click.option(
     "--y",
     "y_axis",
     type=click.Choice(["fitness", "mAP50-95", "mAP50"]),
@@ -31,10 +39,13 @@ from nas.files import check_output
     show_default=True,
     help="The score on the plot's y axis.",
 )
-def command(study_name: str | None, storage: str | None, as_json: bool, plot_path: str | None, y_axis: str) -> None:
-    """The Pareto front of fitness (max) against GFLOPs (min) over the trials within the budget.
+def command(study_name: str | None, storage: str | None, as_json: bool, plot_path: str | None, y_axis: str,
+            x_axis: str | None) -> None:
+    """The Pareto front of fitness (max) against the study's cost (min: GFLOPs, or latency with --objective
+    latency) over the trials within the budget.
 
-    Each row: trial, fitness, mAP50, mAP50-95, GFLOPs, params, the change against the baseline trial
+    Each row: trial, fitness, mAP50, mAP50-95, GFLOPs, the latency the study's table predicts and the one
+    measured after training (when the study priced latency), params, the change against the baseline trial
     (the unmodified base model) and every choice (width, depth, the block at each point). Once `nas audit`
     has measured the seed noise, trials within it of a better one are marked as ties. With no feasible
     trial yet, the candidates closest to the budget are shown instead.
@@ -46,7 +57,8 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
     from pathlib import Path
 
     from nas.errors import NasError
-    from nas.results import front_report, plot_front
+    from nas.front.plot import plot_axis, plot_front
+    from nas.front.report import front_report
     from nas.storage import load_nas_study, mask_url
 
     if plot_path:
@@ -58,7 +70,7 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
     study = load_nas_study(storage, study_name)
     report = front_report(study, mask_url(storage))
     if plot_path:
-        plot_front(study, plot_path, y=y_axis)
+        plot_front(study, plot_path, y=y_axis, x=plot_axis(study, x_axis))
     if as_json:
         doc = report.to_json()
         doc["plot"] = plot_path
@@ -72,7 +84,8 @@ def _print(report, plot_path: str | None) -> None:
     from rich.table import Table
 
     from nas.console import console as make_console
-    from nas.results import fmt, fmt_params, front_table, proxy_text
+    from nas.front.report import proxy_text
+    from nas.front.table import excess_text, fmt, fmt_ms, fmt_params, front_table
 
     console = make_console(width=140)
     c = report.counts
@@ -82,39 +95,31 @@ def _print(report, plot_path: str | None) -> None:
         f"{c['feasible']} feasible, {c.get('fail', 0)} failed; budget {report.budget.describe()}"
     )
     console.print(f"fitness from the proxy: {escape(proxy_text(report.proxy))}")
+    if report.latency_table is not None:
+        console.print(f"latency table: {escape(report.latency_table['describe'])}")
     base = report.baseline
     if report.front:
         console.print(front_table(report))
         if base is None:
             console.print("no baseline trial (user attr baseline=True) in this study: Δ columns are empty")
         else:
+            latency = f", {fmt_ms(base.latency_ms)} predicted" if base.latency_ms is not None else ""
             console.print(
                 f"Δ against the baseline, trial {base.trial}: fitness {fmt(base.fitness)}, "
-                f"{fmt(base.gflops, '.3f')} GFLOPs, {fmt_params(base.params)} params"
+                f"{fmt(base.gflops, '.3f')} GFLOPs{latency}, {fmt_params(base.params)} params"
             )
     else:
         console.print(f"[bold]no feasible trial yet[/] (budget {report.budget.describe()})")
         if report.closest:
             table = Table(title="closest to the budget (over it)", title_justify="left")
-            for col in ("trial", "fitness", "GFLOPs", "params", "over by"):
+            latency = report.has_latency
+            for col in ("trial", "fitness", "GFLOPs", *(["latency"] if latency else []), "params", "over by"):
                 table.add_column(col, justify="right", no_wrap=True)
             table.add_column("choices", justify="left")
             for r in report.closest:
-                over = (
-                    ", ".join(
-                        f"{k} +{v:.3f}" if k == "gflops" else f"{k} +{fmt_params(int(v))}"
-                        for k, v in (r.excess or {}).items()
-                    )
-                    or "marked over budget"
-                )
-                table.add_row(
-                    str(r.trial),
-                    fmt(r.fitness),
-                    fmt(r.gflops, ".3f"),
-                    fmt_params(r.params),
-                    over,
-                    escape(r.choices_text),
-                )
+                table.add_row(str(r.trial), fmt(r.fitness), fmt(r.gflops, ".3f"),
+                              *([fmt_ms(r.latency_ms)] if latency else []), fmt_params(r.params),
+                              excess_text(r.excess), escape(r.choices_text))
             console.print(table)
             console.print("raise the budget (nas search --budget ...) or search a lighter space")
         else:

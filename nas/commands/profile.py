@@ -6,7 +6,7 @@ import json
 
 import click
 
-from nas.commands._options import ONNX_EXPORTER_HELP, ONNX_HELP, ONNX_OPSET_HELP
+from nas.commands._options import ONNX_EXPORTER_HELP, ONNX_HELP, ONNX_OPSET_HELP, latency_options
 
 
 @click.command("profile")
@@ -24,9 +24,11 @@ from nas.commands._options import ONNX_EXPORTER_HELP, ONNX_HELP, ONNX_OPSET_HELP
 @click.option("--onnx-opset", type=click.IntRange(min=7), default=None, metavar="N", help=ONNX_OPSET_HELP)
 @click.option("--onnx-exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript",
               show_default=True, help=ONNX_EXPORTER_HELP)
+@latency_options("Also measure the latency: the whole model at batch 1 (the search's method: min of 5 runs after "
+                 "2 warm-ups, flagged NOISY on a busy machine) and, in torch, each layer's milliseconds.")
 def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | None, onnx_opset: int | None,
-            onnx_exporter: str) -> None:
-    """Parameters and GFLOPs of MODEL, layer by layer.
+            onnx_exporter: str, latency: bool, latency_on: str, latency_threads: int, device: str) -> None:
+    """Parameters, GFLOPs and (with --latency) milliseconds of MODEL, layer by layer.
 
     MODEL is a built-in name (yolov5n, yolov5s, yolov5m, yolov5l, yolov5x) or a YOLOv5 model YAML path,
     attention blocks included. GFLOPs are 2 x multiply-accumulates at the real input size, counted on the
@@ -36,11 +38,16 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
     onnxruntime and compared with torch; a mismatch or a block that does not export is an error and writes
     nothing.
 
+    With --latency the model is built for real (weights seeded) and timed at batch 1: the whole model as the
+    search's latency table times it, and in torch every layer inside one forward pass (YOLOv5's profile
+    column); the layers add up to about the whole.
+
     \b
     Example:
       nas profile yolov5s --imgsz 640
       nas profile best.yaml --imgsz 640x384 --json
       nas profile best.yaml --onnx best.onnx
+      nas profile best.yaml --latency --latency-on onnxruntime
     """
     from rich.table import Table
 
@@ -48,6 +55,12 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
     from nas.cost import count, thop_gflops
     from nas.model import build_model
 
+    if latency:  # before any work: the runtime, thread count and device are valid
+        from nas.device import parse_device
+        from nas.latency.measure import check_runtime
+
+        check_runtime(latency_on, latency_threads)
+        device = parse_device(device)
     onnx_path = None
     if onnx is not None:  # before any work: the path can be written and the packages are there
         from nas.onnx_export import check_target
@@ -68,6 +81,12 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
         opset = default_opset(onnx_exporter) if onnx_opset is None else onnx_opset
         report = export_onnx(build_seeded(model, nc=nc), cost.imgsz, onnx_path, opset=opset,
                              dynamo=onnx_exporter == "dynamo")
+    whole, per_layer = None, None
+    if latency:
+        from nas.train.memory import check_export_memory
+
+        check_export_memory(meta.yaml, meta.nc, cost.imgsz, what=model, option="--latency")
+        whole, per_layer = _latency(model, nc, cost.imgsz, latency_on, latency_threads, device)
     if as_json:
         doc = {
             "model": model,
@@ -89,10 +108,12 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
                     "args": _jsonable(layer.args),
                     "params": layer.params,
                     "gflops": round(layer.flops / 1e9, 6),
+                    "ms": None if per_layer is None else round(per_layer[k], 4),
                     "out_shape": list(layer.out_shape),
                 }
-                for layer in cost.layers
+                for k, layer in enumerate(cost.layers)
             ],
+            "latency": None if whole is None else whole.to_dict(),
         }
         if report is not None:
             doc["onnx"] = report.to_dict()
@@ -110,10 +131,11 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
         ("module", "left"),
         ("arguments", "left"),
         ("GFLOPs", "right"),
+        *([("ms", "right")] if per_layer is not None else []),
         ("output", "left"),
     ):
         table.add_column(col, justify=justify, no_wrap=col != "arguments")
-    for layer in cost.layers:
+    for k, layer in enumerate(cost.layers):
         args = ", ".join(_short(a) for a in layer.args)
         shape = (
             "x".join(str(v) for v in layer.out_shape[1:])
@@ -128,10 +150,12 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
             layer.module,
             f"[{args}]",
             f"{layer.flops / 1e9:.3f}",
+            *([f"{per_layer[k]:.2f}"] if per_layer is not None else []),
             shape,
         )
     table.add_section()
-    table.add_row("", "", "", f"{cost.params:,}", "total", "", f"{cost.gflops:.2f}", "")
+    table.add_row("", "", "", f"{cost.params:,}", "total", "", f"{cost.gflops:.2f}",
+                  *([f"{sum(per_layer):.1f}"] if per_layer is not None else []), "")
     console.print(table)
     console.print(
         f"[bold]{len(cost.layers)} layers, {cost.params:,} parameters, {cost.gflops:.2f} GFLOPs[/] "
@@ -143,8 +167,24 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
             f"extrapolated from {int(max(meta.stride.max().item(), 32))}x"
             f"{int(max(meta.stride.max().item(), 32))})"
         )
+    if whole is not None:
+        layers = ("" if per_layer is None
+                  else f"; the layers of the fastest timed pass add up to {sum(per_layer):.1f} ms")
+        console.print(f"latency at batch 1, {h}x{w}: {whole.describe()}{layers}")
     if report is not None:
         click.echo(result_line(report, cost.imgsz))
+
+
+def _latency(model: str, nc: int | None, imgsz: tuple[int, int], runtime: str, threads: int, device: str):
+    """The whole model's Latency and, in torch, each layer's ms; one seeded build serves both."""
+    from nas.latency.measure import layer_latency, measure
+    from nas.onnx_export import build_seeded
+
+    built = build_seeded(model, nc=nc)
+    where = "cpu" if runtime == "onnxruntime" else device
+    whole = measure(built, imgsz, runtime=runtime, threads=threads, device=where)
+    per_layer = layer_latency(built, imgsz, threads=threads, device=where) if runtime == "torch" else None
+    return whole, per_layer
 
 
 def _short(a: object) -> str:

@@ -152,7 +152,8 @@ def _run_main(opts, space) -> None:
 
 def _report(summary, opts, study) -> None:
     from nas.console import console as make_console
-    from nas.results import front_report, front_table
+    from nas.front.report import front_report
+    from nas.front.table import front_table
 
     console = make_console()
     console.print(f"[bold]{summary.study}[/]: {summary.trained} trained ({summary.stopped_early} stopped early), "

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import NasError
+from nas.model import DetectionModel, build_model
+from nas.model.parse import layer_inputs
 
 RUNTIMES = ("torch", "onnxruntime")
 WARMUP = 2  # untimed runs per model before the timed rounds (allocator, caches, oneDNN primitives)
@@ -122,8 +124,6 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 def _as_model(model: Any, nc: int | None = None) -> Any:
     """A CPU fp32 eval copy of a DetectionModel, or one built from a model YAML dict / path / name."""
-    from nas.model import DetectionModel, build_model
-
     if isinstance(model, DetectionModel):
         if any(t.is_meta for t in model.parameters()):
             raise NasError("latency needs a model with weights; this one was built on the meta device")
@@ -212,5 +212,35 @@ def measure(model: Any, imgsz: int | tuple[int, int], *, runtime: str = "torch",
     return measure_many([model], imgsz, runtime=runtime, threads=threads, device=device, nc=nc, **kwargs)[0]
 
 
+def layer_latency(model: Any, imgsz: int | tuple[int, int], *, threads: int = 1, device: str = "cpu",
+                  nc: int | None = None, warmup: int = WARMUP, repeats: int = REPEATS,
+                  clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Milliseconds each layer of the model takes in torch eager at batch 1, like YOLOv5's `profile=True` column:
+    every layer timed inside one forward pass, `repeats` passes after `warmup`, and the layers of the fastest pass
+    kept, so that they add up to one real pass (close to the whole model's latency, plus the timer's cost)."""
+    import torch
+
+    check_runtime("torch", threads)
+    h, w = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    net = _as_model(model, nc).to(device).eval()
+    x0 = torch.rand(1, net.yaml.get("ch", 3), h, w, device=device)
+    cuda = str(device).startswith("cuda")
+    best: list[float] = []
+    with torch_threads(threads), torch.inference_mode():
+        for rnd in range(warmup + repeats):
+            x, y, times = x0, [], []
+            for m in net.model:
+                x = layer_inputs(m.f, x, y)
+                t0 = clock()
+                x = m(x)
+                if cuda:
+                    torch.cuda.synchronize(device)
+                times.append((clock() - t0) * 1e3)
+                y.append(x if m.i in net.save else None)
+            if rnd >= warmup and (not best or sum(times) < sum(best)):
+                best = times
+    return best
+
+
 __all__ = ["ONNX_MISSING", "REPEATS", "RUNTIMES", "THRESHOLD", "WARMUP", "Latency", "check_runtime", "cpu_model",
-           "device_name", "measure", "measure_many", "torch_threads", "versions"]
+           "device_name", "layer_latency", "measure", "measure_many", "torch_threads", "versions"]

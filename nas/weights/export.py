@@ -151,7 +151,7 @@ def export_best_weights(study: optuna.Study, out: str | Path, weights: str | Pat
     checkpoint) and, beside it with the suffix .pt, the base transferred into that architecture. Everything
     is checked (checkpoint, sha256, both paths, the round trip, the alignment) before either file is written."""
     from nas.export import export_best, round_trip, trial_model_yaml
-    from nas.pareto import select_trial
+    from nas.front.pareto import select_trial
 
     base, note = study_base(study, weights)
     yaml_out = Path(out)

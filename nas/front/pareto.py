@@ -1,5 +1,7 @@
-"""The accuracy/GFLOPs front: feasibility, dominance, the front, its knee, the picks export-best offers, and
-the outcome counts every report shows. Objectives: maximise fitness, minimise GFLOPs."""
+"""The accuracy/cost front: feasibility, dominance, the front, its knee, the picks export-best offers, and the
+outcome counts every report shows. Objectives: maximise fitness, minimise the cost, which is the study's second
+objective value (GFLOPs, or the predicted latency in an `--objective latency` study); `axis` reads the front
+along either recorded cost instead."""
 
 from __future__ import annotations
 
@@ -17,6 +19,18 @@ if TYPE_CHECKING:
     from nas.budget import Budget
 
 PICKS = ("fitness", "knee")
+AXES = ("gflops", "latency")  # the recorded costs a front can be read along
+
+
+def cost_value(r: TrialRecord, axis: str | None = None) -> float | None:
+    """A trial's cost along `axis`: None -> the study's objective value, "gflops", or "latency" (predicted ms)."""
+    if axis is None:
+        return r.cost
+    if axis == "gflops":
+        return r.objective_gflops
+    if axis == "latency":
+        return r.latency_ms
+    raise ValueError(f"unknown cost axis {axis!r} (one of: {', '.join(AXES)})")
 
 
 def _trials(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -34,24 +48,31 @@ def is_feasible(trial: FrozenTrial | TrialRecord) -> bool:
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """True when (fitness, GFLOPs) a dominates b: fitness >= and GFLOPs <=, strictly better in one."""
+    """True when (fitness, cost) a dominates b: fitness >= and cost <=, strictly better in one."""
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
-def pareto_front(study_or_trials: optuna.Study | Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """Feasible complete trials not dominated in (fitness max, GFLOPs min), ordered by GFLOPs then trial.
+def pareto_front(study_or_trials: optuna.Study | Iterable[FrozenTrial], axis: str | None = None) -> list[FrozenTrial]:
+    """Feasible complete trials not dominated in (fitness max, cost min), ordered by cost then trial. The cost is
+    the study's objective value, or the recorded cost along `axis` (trials without one are left out).
 
     Trials with equal values are all kept (none dominates the other), except reused twins: a trial that
     reused the score of a trial on the front is the same model, listed once under the trial that trained it
     (`twins` names them).
     """
-    feasible = [t for t in _trials(study_or_trials) if is_feasible(t)]
-    # Sorting by GFLOPs asc, fitness desc makes one pass enough: a point is on the front when its
-    # fitness beats every point with lower GFLOPs (or equals the best at equal GFLOPs and fitness).
-    feasible.sort(key=lambda t: (t.values[1], -t.values[0], t.number))
+    point: dict[int, tuple[float, float]] = {}
+    for t in _trials(study_or_trials):
+        r = read(t)
+        cost = cost_value(r, axis)
+        if is_feasible(r) and cost is not None:
+            point[t.number] = (float(t.values[0]), cost)
+    feasible = [t for t in _trials(study_or_trials) if t.number in point]
+    # Sorting by cost asc, fitness desc makes one pass enough: a point is on the front when its
+    # fitness beats every point with lower cost (or equals the best at equal cost and fitness).
+    feasible.sort(key=lambda t: (point[t.number][1], -point[t.number][0], t.number))
     front: list[FrozenTrial] = []
     for t in feasible:
-        if not any(dominates(f.values, t.values) for f in front):
+        if not any(dominates(point[f.number], point[t.number]) for f in front):
             front.append(t)
     on_front = {t.number for t in front}
     return [t for t in front if read(t).reused_from not in on_front]
@@ -226,5 +247,6 @@ def select_trial(
     raise NasError(f"--pick {pick!r} is not one of: {', '.join(PICKS)}")
 
 
-__all__ = ["PICKS", "best", "best_key", "closest_to_budget", "count_outcomes", "dominates", "exportable_trial",
-           "is_feasible", "knee", "pareto_front", "scored_trials", "select_trial", "tied_with", "ties"]
+__all__ = ["AXES", "PICKS", "best", "best_key", "closest_to_budget", "cost_value", "count_outcomes", "dominates",
+           "exportable_trial", "is_feasible", "knee", "pareto_front", "scored_trials", "select_trial", "tied_with",
+           "ties"]
