@@ -16,7 +16,7 @@ from typing import Any
 
 from nas.errors import NasError
 from nas.front.pareto import dominates
-from nas.record import read, write
+from nas.record import audit_summary, read, write
 
 Score = tuple[Hashable, float, float]  # (key, fitness at the rung, GFLOPs)
 
@@ -64,8 +64,6 @@ def first_rung(epochs: int, formed_epoch: int | None = None) -> int:
 def study_rungs(study: Any, epochs: int, eta: int = 3) -> tuple[list[int], str]:
     """(rung epochs, where the first one comes from) for a search on `study`: its last finished audit when it
     audited this proxy length, else the default of `first_rung`."""
-    from nas.audit import audit_summary
-
     audit = audit_summary(study)
     formed = getattr(audit, "formed_epoch", None)
     if audit is not None and formed is not None and audit.proxy_epochs == epochs:

@@ -32,6 +32,7 @@ from nas.gate import CostMismatch
 from nas.latency.study import LatencySettings, cost_of, latency_attr, measure_candidate
 from nas.record import (
     INTERRUPTED,
+    MODEL_YAML_ARTIFACT,
     CandidateFailed,
     Outcome,
     StudyRecord,
@@ -50,6 +51,8 @@ from nas.samplers import check_sampler, make_sampler
 from nas.weights.base import finetune_hyp, transfer_attr
 
 CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
+# (study, trial, params, GFLOPs, file name) -> the comment lines heading a model YAML (nas.export.header)
+Header = Callable[[Any, Any, int, float, Path], str]
 
 
 @dataclass
@@ -137,7 +140,7 @@ class Objective:
     """One call = one candidate: sample, gate on the budget, render, dedup, train with rungs, record."""
 
     def __init__(self, space, opts: SearchOptions, data_spec, store, progress: Progress | None = None,
-                 rungs: list[int] | None = None, table=None):
+                 rungs: list[int] | None = None, table=None, header: Header | None = None):
         self.space = space
         self.opts = opts
         self.data_spec = data_spec
@@ -147,6 +150,7 @@ class Objective:
         self.nc = space.nc or (data_spec.nc if data_spec is not None else None)
         self.rungs = list(rungs or []) if opts.early_stop else []  # successive-halving rung epochs
         self.table = table  # the study's LatencyTable (nas.latency.study), None without one
+        self.header = header  # heads each model YAML artifact (nas.export.header, handed in by the command)
 
     def __call__(self, trial) -> tuple[float, float]:
         from nas.storage import trial_heartbeat
@@ -228,17 +232,28 @@ class Objective:
         write_history(trial, history, self.store)
         if result.status == Outcome.FAILED:
             write(trial, fail_reason=result.reason)
-            _safe(lambda: write_model_yaml(trial, text, self.store, params, gflops))
+            _safe(lambda: write_model_yaml(trial, text, self.store, self._header(trial, params, gflops)))
             self._end(trial, Outcome.FAILED)
             raise CandidateFailed(result.reason)
         write(trial, fitness=float(result.fitness), mAP50=float(result.mAP50), mAP50_95=float(result.mAP50_95))
-        write_model_yaml(trial, text, self.store, params, gflops)  # headed by the scores, as export-best writes it
+        write_model_yaml(trial, text, self.store, self._header(trial, params, gflops))  # as export-best writes it
         if self.table is not None:  # the real latency next to the table's prediction (the table's error)
             write(trial, measured_latency=latency_attr(measure_candidate(cfg, self.table, space.imgsz, opts.device)))
         self._end(trial, Outcome.STOPPED if result.status == Outcome.STOPPED else Outcome.TRAINED)
         if not math.isfinite(result.fitness):
             raise CandidateFailed("non-finite fitness")
         return float(result.fitness), cost
+
+    def _header(self, trial, params: int, gflops: float) -> str:
+        """The provenance comment lines heading the trial's model YAML artifact; '' without a `header`, or for a
+        study without nas attrs (the YAML alone still rebuilds the model)."""
+        if self.header is None:
+            return ""
+        try:
+            name = Path(MODEL_YAML_ARTIFACT.format(number=trial.number))
+            return self.header(trial.study, trial, params, gflops, name)
+        except Exception:  # noqa: BLE001 - the header is provenance: never lose the model over it
+            return ""
 
     def _initializer(self, arch, mhash: str):
         """With --weights: the hook that puts the checkpoint into the built candidate by the render's index map."""
@@ -468,10 +483,11 @@ def check_search_memory(cfg: dict, opts: SearchOptions, nc: int | None, syntheti
 
 
 def run_search(opts: SearchOptions, progress: Progress | None = None, space=None, study=None,
-               data_spec=None, table=None) -> Summary:
+               data_spec=None, table=None, header: Header | None = None) -> Summary:
     """Run (or resume) a search in this process until --trials candidates are scored, or --timeout.
 
     The data is resolved and checked before the study is opened, so bad input leaves storage untouched.
+    `header` heads every model YAML artifact (the command hands in nas.export.header; None: the bare YAML).
     """
     import optuna
 
@@ -488,7 +504,7 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     rungs = study_rungs(study, opts.epochs, opts.eta)[0] if opts.early_stop else []
     nc = space.nc or (data_spec.nc if data_spec is not None else None)
     table = table or study_table(study, space, opts.latency, opts.budget, opts.device, nc)  # stored: reused
-    objective = Objective(space, opts, data_spec, store, progress, rungs=rungs, table=table)
+    objective = Objective(space, opts, data_spec, store, progress, rungs=rungs, table=table, header=header)
     summary = Summary(study.study_name, mask_url(opts.storage), rungs=rungs)
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
     max_sampled = max(50, 25 * opts.trials)  # guard: a budget almost nothing fits

@@ -206,7 +206,7 @@ def test_audit_end_to_end_resumes_without_redoing_runs(workdir):
     assert r.exit_code == 0, r.output
     first = {t.user_attrs["job"]: t.user_attrs["wall_time"] for t in aux_trials() if t.state == TrialState.COMPLETE}
     assert len(first) == 2 and "2/6 runs finished" in r.output and "not enough finished runs" in r.output
-    from nas.audit import audit_summary
+    from nas.record import audit_summary
 
     assert audit_summary(optuna.load_study(study_name="space", storage=STORAGE)) is None  # not finished yet
 

@@ -14,7 +14,7 @@ from werkzeug.test import Client
 from nas import storage as S
 from nas.cli import main
 from nas.data import SyntheticConfig, synthetic_dataset
-from nas.record import read, read_history, read_model_yaml
+from nas.record import model_yaml_artifact, read, read_history, read_model_yaml
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -97,7 +97,7 @@ def test_artifacts_round_trip_with_the_export_header(searched: Path, monkeypatch
     store = S.existing_store(URL)
     trained = [t for t in study.get_trials() if read(t).outcome == "trained"]
     for t in trained:
-        raw = S.read_model_yaml(study, t, store)
+        raw = model_yaml_artifact(study, t, store)
         assert raw.startswith("# nas export-best") and f"# trial: {t.number}" in raw  # same header as export
         assert f"# fitness: {t.values[0]:.6f}" in raw
         text = read_model_yaml(study, t, store)

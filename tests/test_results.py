@@ -26,7 +26,7 @@ from nas.errors import NasError
 from nas.front import pareto
 from nas.front.pareto import knee, select_trial
 from nas.front.report import front_report
-from nas.record import read
+from nas.record import read, save_model_yaml
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -164,7 +164,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         if k != "model_yaml":
             trial.set_user_attr(k, v)
     trial.set_constraint("gflops", art["gflops"] - BUDGET)
-    S.save_model_yaml(study, trial, SGE_YAML, store)
+    save_model_yaml(study, trial, SGE_YAML, store)
     study.tell(trial, [0.20, art["gflops"]])
     return {"folder": folder, "base": base, "sge": sge, "fla": fla}
 
@@ -428,8 +428,8 @@ def test_export_unwritable_and_empty(made: dict[str, Any], tmp_path: Path) -> No
 
 
 def _audit(noise: float | None) -> dict[str, Any]:
-    """The study user attr `nas audit` leaves (nas.audit.AuditSummary)."""
-    from nas.audit import AuditSummary
+    """The study user attr `nas audit` leaves (nas.record.AuditSummary)."""
+    from nas.record import AuditSummary
 
     return AuditSummary(tau=0.71, tau_low=0.52, tau_high=0.88, rho=0.86, tau_gflops=0.4,
                         noise_sd=None if noise is None else noise / 2, noise=noise, seed_tau=0.6, n_candidates=12,

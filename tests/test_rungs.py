@@ -252,7 +252,7 @@ def test_the_default_proxy_has_no_rung_without_an_audit():
 
 
 def _summary(**changes):
-    from nas.audit import AuditSummary
+    from nas.record import AuditSummary
 
     doc = dict(tau=0.8, tau_low=0.6, tau_high=0.9, rho=0.9, tau_gflops=0.3, noise_sd=0.01, noise=0.02, seed_tau=0.7,
                n_candidates=12, proxy_epochs=24, reference_epochs=96, seeds=2, verdict="ok", formed_epoch=2)
@@ -260,7 +260,7 @@ def _summary(**changes):
 
 
 def test_study_rungs_follow_the_audit_of_this_proxy_length():
-    from nas.audit import SUMMARY_ATTR
+    from nas.record import SUMMARY_ATTR
     from nas.rungs import study_rungs
 
     study = new_study()
@@ -275,7 +275,8 @@ def test_study_rungs_follow_the_audit_of_this_proxy_length():
 
 
 def test_audit_summary_keeps_the_epoch_the_ranking_formed_and_skips_unscored_epochs():
-    from nas.audit import AuditSummary, CandidateRuns, build_report
+    from nas.audit import CandidateRuns, build_report
+    from nas.record import AuditSummary
 
     cands = []
     for k, (f1, f2, ref) in enumerate([(0.1, 0.2, 0.3), (0.2, 0.3, 0.4), (0.3, 0.4, 0.5), (0.4, 0.5, 0.6)]):

@@ -22,7 +22,7 @@ from optuna.trial import TrialState, create_trial
 from nas import storage as S
 from nas.errors import NasError
 from nas.front import pareto
-from nas.record import write
+from nas.record import model_yaml_artifact, save_model_yaml, write
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -477,21 +477,21 @@ def test_model_yaml_artifact_round_trip(in_tmp: Path) -> None:
         trial = study.ask()
         second = study.ask()
     text = "# yolov5n\nnc: 80\nbackbone: []\n"
-    S.save_model_yaml(study, trial, text, store)  # artifacts attach to running trials only
+    save_model_yaml(study, trial, text, store)  # artifacts attach to running trials only
     study.tell(trial, [0.1, 1.0])
     frozen = study.trials[0]
-    assert S.read_model_yaml(study, frozen, store) == text
-    assert S.read_model_yaml(study, 0, store) == text
-    assert S.read_model_yaml(study, 1, store) is None
-    S.save_model_yaml(study, 1, "second\n", store)  # by number, still running
+    assert model_yaml_artifact(study, frozen, store) == text
+    assert model_yaml_artifact(study, 0, store) == text
+    assert model_yaml_artifact(study, 1, store) is None
+    save_model_yaml(study, 1, "second\n", store)  # by number, still running
     study.tell(second, [0.2, 2.0])
-    assert S.read_model_yaml(study, study.trials[1], store) == "second\n"
+    assert model_yaml_artifact(study, study.trials[1], store) == "second\n"
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        S.save_model_yaml(study, 1, "late\n", store)
+        save_model_yaml(study, 1, "late\n", store)
     metas = optuna.artifacts.get_all_artifact_meta(study.trials[1], storage=S.resolve_storage(None))
     assert [m.filename for m in metas] == ["model-trial1.yaml"]
     with pytest.raises(NasError, match="no trial 7"):
-        S.read_model_yaml(study, 7, store)
+        model_yaml_artifact(study, 7, store)
 
 
 # ------------------------------------------------------------------------------------ Pareto front

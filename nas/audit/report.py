@@ -6,8 +6,7 @@ Pure functions on plain data (`CandidateRuns`), so they are unit-testable and sh
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -222,49 +221,6 @@ def verdict(r: AuditReport) -> str:
     if not r.finished:
         parts.append(f"partial: {r.jobs_done}/{r.jobs_total} runs")
     return "; ".join(parts)
-
-
-@dataclass
-class AuditSummary:
-    """What other commands need from a finished audit (stored as the study user attr `audit`)."""
-
-    tau: float | None
-    tau_low: float | None
-    tau_high: float | None
-    rho: float | None
-    tau_gflops: float | None
-    noise_sd: float | None  # pooled seed standard deviation of fitness
-    noise: float | None  # the fitness difference that is noise: 2 x noise_sd
-    seed_tau: float | None
-    n_candidates: int
-    proxy_epochs: int
-    reference_epochs: int
-    seeds: int
-    verdict: str
-    finished_at: str = ""
-    formed_epoch: int | None = None  # the proxy epoch from which tau per epoch stays near its last value
-
-    @classmethod
-    def from_report(cls, r: AuditReport) -> AuditSummary:
-        c, g = r.correlations["proxy"], r.correlations["GFLOPs"]
-        doc = _finite({"tau": c.tau, "tau_low": c.tau_low, "tau_high": c.tau_high, "rho": c.rho,
-                       "tau_gflops": g.tau, "noise_sd": r.noise_sd, "noise": 2 * r.noise_sd, "seed_tau": r.seed_tau})
-        return cls(**doc, n_candidates=r.n, proxy_epochs=r.proxy_epochs, reference_epochs=r.reference_epochs,
-                   seeds=r.seeds, verdict=r.verdict, finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   formed_epoch=r.formed_epoch)
-
-    def to_attr(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_attr(cls, doc: Any) -> AuditSummary | None:
-        if not isinstance(doc, dict):
-            return None
-        names = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in doc.items() if k in names})
-        except TypeError:
-            return None
 
 
 def plot(r: AuditReport, path: str | Path) -> Path:

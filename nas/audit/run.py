@@ -26,22 +26,20 @@ from nas.audit.jobs import (
     recover_dead,
     work,
 )
-from nas.audit.report import AuditReport, AuditSummary, CandidateRuns, build_report, plot
+from nas.audit.report import AuditReport, CandidateRuns, build_report, plot
 from nas.data import load_split
 from nas.data.resolve import proxy_data
 from nas.device import parse_device
 from nas.errors import NasError
 from nas.lazy import lazy
-from nas.record import read, read_study
+from nas.record import SUMMARY_ATTR, AuditSummary, audit_summary, read, read_study, store_folder, upload_text
 from nas.storage import (
     artifact_store,
     existing_store,
     load_nas_study,
     load_study,
     mask_url,
-    store_folder,
     study_names,
-    upload_text,
 )
 from nas.train.memory import check_proxy_memory
 from nas.train.precision import resolve_precision
@@ -49,9 +47,6 @@ from nas.weights import alignment
 from nas.weights.base import load_base
 
 optuna_dashboard = lazy("optuna_dashboard")  # only to publish a finished audit (its web stack loads slowly)
-
-SUMMARY_ATTR = "audit"  # study user attr holding the AuditSummary of the last finished audit
-
 
 @dataclass
 class AuditOptions:
@@ -244,7 +239,7 @@ def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan |
     stored = False
     if report.finished and report.n >= MIN_CANDIDATES:
         summary = AuditSummary.from_report(report)
-        before = AuditSummary.from_attr(study.user_attrs.get(SUMMARY_ATTR))
+        before = audit_summary(study)
         study.set_user_attr(SUMMARY_ATTR, summary.to_attr())
         aux.set_user_attr("summary", summary.to_attr())
         stored = True
@@ -312,7 +307,3 @@ def report_of(plan: Plan, aux, n_boot: int = 1000) -> AuditReport:
                         reference_epochs=plan.reference_epochs, seed=plan.seed, seeds=plan.seeds, jobs_done=done,
                         jobs_total=len(plan.jobs), n_boot=n_boot)
 
-
-def audit_summary(study) -> AuditSummary | None:
-    """The last finished audit of a study (noise sd, tau, verdict), or None when it has none."""
-    return AuditSummary.from_attr(study.user_attrs.get(SUMMARY_ATTR))

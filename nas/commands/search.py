@@ -96,6 +96,7 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
 
 def _run_worker(opts, space) -> None:
     """An extra process of --workers K: same study, no display, one line per trial on stderr."""
+    from nas.export import header
     from nas.search import Progress, open_study, resolve_search_data, run_search
     from nas.workers import set_threads
 
@@ -110,13 +111,14 @@ def _run_worker(opts, space) -> None:
         click.echo(f"[worker {os.getpid()}] trial {number}: {outcome} {fitness}", err=True)
 
     try:
-        run_search(opts, Progress(trial_end=end), space=space, study=study, data_spec=data_spec)
+        run_search(opts, Progress(trial_end=end), space=space, study=study, data_spec=data_spec, header=header)
     except KeyboardInterrupt:
         sys.exit(130)
 
 
 def _run_main(opts, space) -> None:
     from nas.console import console as make_console
+    from nas.export import header
     from nas.latency.progress import measure_latency_table
     from nas.live import Display
     from nas.search import open_study, resolve_search_data, run_search
@@ -142,7 +144,7 @@ def _run_main(opts, space) -> None:
     try:
         with workers_stop_with_us(children), display.live():
             summary = run_search(opts, display.progress(), space=space, study=study, data_spec=data_spec,
-                                 table=table)
+                                 table=table, header=header)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the running trial is marked failed and will be re-run first; "
                       "run the same command to resume")

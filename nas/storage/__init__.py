@@ -1,18 +1,7 @@
 """Study storage by concern: URLs (urls), opening a storage (connect) and studies (open), heartbeats and dead
 trials (heartbeat), artifacts beside the study (artifacts)."""
 
-from nas.storage.artifacts import (
-    HISTORY_ARTIFACT,
-    MODEL_YAML_ARTIFACT,
-    artifact_dir,
-    artifact_store,
-    existing_store,
-    read_model_yaml,
-    read_text,
-    save_model_yaml,
-    store_folder,
-    upload_text,
-)
+from nas.storage.artifacts import artifact_dir, artifact_store, existing_store
 from nas.storage.connect import resolve_storage
 from nas.storage.heartbeat import (
     GRACE_PERIOD,
@@ -36,10 +25,8 @@ from nas.storage.urls import (
 )
 
 __all__ = [
-    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_ATTR", "HEARTBEAT_INTERVAL", "HISTORY_ARTIFACT",
-    "MODEL_YAML_ARTIFACT", "artifact_dir", "artifact_store", "create_or_resume", "existing_store", "fail_dead_trials",
-    "fail_stale_trials", "is_journal", "is_sqlite", "journal_path", "load_nas_study", "load_study", "mask_url",
-    "normalize_url", "read_model_yaml", "read_text", "refuse_sqlite_with_workers", "resolve_storage",
-    "save_model_yaml", "sqlite_path", "storage_label", "store_folder", "study_names", "trial_heartbeat",
-    "upload_text",
+    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_ATTR", "HEARTBEAT_INTERVAL", "artifact_dir", "artifact_store",
+    "create_or_resume", "existing_store", "fail_dead_trials", "fail_stale_trials", "is_journal", "is_sqlite",
+    "journal_path", "load_nas_study", "load_study", "mask_url", "normalize_url", "refuse_sqlite_with_workers",
+    "resolve_storage", "sqlite_path", "storage_label", "study_names", "trial_heartbeat",
 ]
