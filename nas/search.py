@@ -38,7 +38,7 @@ from nas.record import (
     StudyRecord,
     TrialRecord,
     describe,
-    enqueue_attrs,
+    enqueue,
     read,
     read_study,
     set_constraints,
@@ -441,13 +441,13 @@ def enqueue_start(study, space, run_id: str | None = None) -> None:
         trials = study.get_trials(deepcopy=False)
     if not trials:
         if has_baseline(space):  # a space where some point must hold a block has no base model to score first
-            study.enqueue_trial(trial_params(space, baseline(space)), user_attrs=enqueue_attrs(baseline=True))
+            enqueue(study, trial_params(space, baseline(space)), baseline=True)
         return
     records = [read(t) for t in trials]
     retried = {r.retry_of for r in records}
     for t, r in zip(trials, records, strict=True):
         if t.state == TrialState.FAIL and r.fail_reason == INTERRUPTED and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs=enqueue_attrs(retry_of=t.number, baseline=r.baseline))
+            enqueue(study, t.params, retry_of=t.number, baseline=r.baseline)
 
 
 def resolve_search_data(opts: SearchOptions, space=None):

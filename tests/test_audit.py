@@ -259,7 +259,8 @@ def test_journal_storage_recovers_a_job_whose_heartbeat_stopped(workdir):
     """Server and journal storages share jobs between processes: a dead one is found by its silent heartbeat."""
     import time
 
-    from nas.storage import HEARTBEAT_ATTR, resolve_storage
+    from nas.record import HEARTBEAT_ATTR
+    from nas.storage import resolve_storage
 
     journal = "journal:studies/nas.journal"
     optuna.copy_study(from_study_name="space", from_storage=STORAGE, to_storage=resolve_storage(journal))

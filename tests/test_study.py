@@ -22,7 +22,7 @@ from optuna.trial import TrialState, create_trial
 from nas import storage as S
 from nas.errors import NasError
 from nas.front import pareto
-from nas.record import model_yaml_artifact, save_model_yaml, write
+from nas.record import HEARTBEAT_ATTR, model_yaml_artifact, save_model_yaml, write
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -274,12 +274,12 @@ def test_journal_heartbeat_and_stale_sweep(in_tmp: Path) -> None:
     trial.suggest_int("x", 0, 10)
     with S.trial_heartbeat(trial, interval=0.05):
         time.sleep(0.2)
-        beat = study.trials[0].system_attrs[S.HEARTBEAT_ATTR]
+        beat = study.trials[0].system_attrs[HEARTBEAT_ATTR]
         assert time.time() - beat < 1.0
     assert S.fail_stale_trials(study) == []  # fresh heartbeat: alive
     never_beating = study.ask()  # a RUNNING trial with no heartbeat is left alone
     storage = S.resolve_storage(url)
-    storage.set_trial_system_attr(trial._trial_id, S.HEARTBEAT_ATTR, time.time() - 10 * S.GRACE_PERIOD)
+    storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, time.time() - 10 * S.GRACE_PERIOD)
     other = optuna.load_study(study_name="j", storage=storage)
     assert S.fail_stale_trials(other) == [0]
     states = {t.number: t.state for t in study.get_trials()}

@@ -1,9 +1,9 @@
 """Audit jobs: one training run each, kept as trials of an auxiliary Optuna study beside the searched one.
 
 The auxiliary study `<study>.audit` lives in the same storage. Missing jobs are enqueued as WAITING trials
-carrying their description in user attrs; workers claim them with `study.ask()` (which pops a WAITING
-trial atomically, so several processes on a server or journal storage share the queue) and `tell` the
-result. A finished job is never redone; a job whose process died is failed and queued again.
+carrying their description (the job trials' records are nas.record.audit's); workers claim them with
+`study.ask()` (which pops a WAITING trial atomically, so several processes on a server or journal storage share
+the queue) and `tell` the result. A finished job is never redone; a job whose process died is failed and queued again.
 """
 
 from __future__ import annotations
@@ -19,16 +19,22 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from nas.record import (
+    enqueue_job,
+    failed_for_good,
+    interrupt_job,
+    job_key,
+    job_model_yaml,
+    job_of,
+    job_run,
+    skip_job,
+    write_job_run,
+)
 from nas.storage import fail_stale_trials, is_sqlite, resolve_storage, trial_heartbeat
 from nas.train import train_and_evaluate
 from nas.weights.base import Initializer, finetune_hyp
 
 AUX_SUFFIX = ".audit"
-INTERRUPTED = "interrupted"
-# Long values stay out of the job trials' user attrs, so optuna-dashboard's table of `<study>.audit` stays readable;
-# they stay in the storage (not in artifacts), where every worker and the report can read them.
-MODEL_ATTR = "nas:model_yaml:{candidate}"  # aux study system attr: the candidate's model YAML
-HISTORY_ATTR = "nas:history"  # job trial system attr: its per-epoch records
 
 
 @dataclass(frozen=True)
@@ -125,11 +131,11 @@ def job_states(aux) -> dict[str, str]:
     rank = {"COMPLETE": 4, "FAILED": 3, "RUNNING": 2, "WAITING": 1}
     out: dict[str, str] = {}
     for t in aux.get_trials(deepcopy=False):
-        key = t.user_attrs.get("job")
+        key = job_key(t)
         if key is None:
             continue
         if t.state == TrialState.FAIL:
-            state = "FAILED" if t.user_attrs.get("fail_reason") and not t.user_attrs.get(INTERRUPTED) else None
+            state = "FAILED" if failed_for_good(t) else None
         elif t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
             state = t.state.name
         else:
@@ -142,36 +148,23 @@ def job_states(aux) -> dict[str, str]:
 def enqueue_missing(aux, jobs: list[Job], model_yaml: dict[str, str], labels: dict[str, str]) -> int:
     """Enqueue the jobs not complete, running, waiting or failed for good; returns how many."""
     states = job_states(aux)
-    stored = aux._storage.get_study_system_attrs(aux._study_id)
     n = 0
     for job in jobs:
         if job.key in states:
             continue
-        key = MODEL_ATTR.format(candidate=job.candidate)
-        if stored.get(key) != model_yaml[job.candidate]:
-            aux._storage.set_study_system_attr(aux._study_id, key, model_yaml[job.candidate])
-            stored[key] = model_yaml[job.candidate]
-        aux.enqueue_trial({}, user_attrs={"job": job.key, "candidate": job.candidate, "label": labels[job.candidate],
-                                          "kind": job.kind, "epochs": job.epochs, "seed": job.seed},
-                          skip_if_exists=False)
+        enqueue_job(aux, {"job": job.key, "candidate": job.candidate, "label": labels[job.candidate],
+                          "kind": job.kind, "epochs": job.epochs, "seed": job.seed}, model_yaml[job.candidate])
         n += 1
     return n
-
-
-def job_model_yaml(aux, job: dict) -> str:
-    """The model YAML a job trains (jobs queued by earlier versions carry it in their user attrs)."""
-    stored = aux._storage.get_study_system_attrs(aux._study_id)
-    return job.get("model_yaml") or stored[MODEL_ATTR.format(candidate=job["candidate"])]
 
 
 def completed_runs(aux) -> dict[str, dict]:
     """Job key -> the run of its first complete trial."""
     out: dict[str, dict] = {}
     for t in sorted(aux.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
-        key = t.user_attrs.get("job")
-        if key and key not in out and "fitness" in t.user_attrs:
-            out[key] = dict(t.user_attrs)
-            out[key].setdefault("history", t.system_attrs.get(HISTORY_ATTR, []))  # older audits: a user attr
+        key, run = job_key(t), job_run(t)
+        if key and key not in out and run is not None:
+            out[key] = run
     return out
 
 
@@ -205,13 +198,13 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "heartbeat is meant for optimize": we beat ourselves
             trial = aux.ask()
-        attrs = dict(trial.user_attrs)
+        attrs = job_of(trial)
         key = attrs.get("job")
         if key is None:  # another worker took the last waiting job between the check and ask()
             aux.tell(trial, state=TrialState.PRUNED)
             break
         if key not in wanted or states.get(key) == "COMPLETE":  # an older audit's job, or a duplicate
-            trial.set_user_attr("skipped", "not part of this audit" if key not in wanted else "duplicate")
+            skip_job(trial, "not part of this audit" if key not in wanted else "duplicate")
             aux.tell(trial, state=TrialState.PRUNED)  # a later audit that wants it enqueues it again
             continue
         if hooks.job_start:
@@ -225,19 +218,16 @@ def work(aux, data, *, imgsz: int, batch: int, device: str, wanted: set[str], ma
                                 epoch_end=_bind(hooks.epoch_end, attrs),
                                 batch_end=hooks.batch_end)
         except KeyboardInterrupt:
-            trial.set_user_attr(INTERRUPTED, True)
+            interrupt_job(trial)
             aux.tell(trial, state=TrialState.FAIL)
             raise
         except BaseException:
             aux.tell(trial, state=TrialState.FAIL)  # no fail_reason: queued again on the next start
             raise
         run.pop("seed", None)
-        trial.storage.set_trial_system_attr(trial._trial_id, HISTORY_ATTR, run["history"])
-        for k, v in run.items():
-            if k not in ("status", "history"):
-                trial.set_user_attr(k, v)
-        if run["status"] == "failed" or not math.isfinite(run["fitness"]):
-            trial.set_user_attr("fail_reason", run["reason"] or "non-finite fitness")
+        failed = run["status"] == "failed" or not math.isfinite(run["fitness"])
+        write_job_run(trial, run, fail_reason=(run["reason"] or "non-finite fitness") if failed else None)
+        if failed:
             aux.tell(trial, state=TrialState.FAIL)
         else:
             aux.tell(trial, run["fitness"])

@@ -32,7 +32,17 @@ from nas.data.resolve import proxy_data
 from nas.device import parse_device
 from nas.errors import NasError
 from nas.lazy import lazy
-from nas.record import SUMMARY_ATTR, AuditSummary, audit_summary, read, read_study, store_folder, upload_text
+from nas.record import (
+    AuditSummary,
+    audit_summary,
+    read,
+    read_selection,
+    read_study,
+    store_folder,
+    upload_text,
+    write_audit_of,
+    write_audit_summary,
+)
 from nas.storage import (
     artifact_store,
     existing_store,
@@ -113,11 +123,11 @@ def prepare(opts: AuditOptions) -> Plan:
         raise NasError(f"--study {opts.study} holds an audit's runs; audit the searched study "
                        f"--study {opts.study[:-len(AUX_SUFFIX)]}")
     study = load_nas_study(opts.storage, audited_study_name(opts.storage, opts.study))
-    proxy = study.user_attrs.get("proxy")
-    if not isinstance(proxy, dict) or not proxy.get("epochs"):
+    record = read_study(study)
+    proxy, epochs = record.proxy, record.proxy_epochs
+    if epochs is None:
         raise NasError(f"study {study.study_name!r} records no proxy settings (user attr 'proxy'); audit a study "
                        f"made by `nas search`")
-    epochs = int(proxy["epochs"])
     ref_epochs = opts.reference_epochs if opts.reference_epochs is not None else 4 * epochs
     if ref_epochs <= epochs:
         raise NasError(f"--reference-epochs {ref_epochs} must be more than the study's proxy epochs ({epochs}); "
@@ -125,7 +135,7 @@ def prepare(opts: AuditOptions) -> Plan:
     base = study_weights(study, opts.weights)  # before the data: a wrong file is refused at once
     data = study_data(proxy)
     if opts.models:
-        cands = model_candidates(list(opts.models), data.nc, study.user_attrs.get("imgsz", proxy["imgsz"]))
+        cands = model_candidates(list(opts.models), data.nc, record.imgsz or proxy["imgsz"])
     else:
         store = existing_store(opts.storage)
         pool, missing = study_candidates(study, scored(study), store)
@@ -197,8 +207,8 @@ def _stored_selection(opts: AuditOptions, study, pool: list[Candidate]) -> list[
     if aux_name(study.study_name) not in study_names(opts.storage):
         return None
     aux = load_study(opts.storage, aux_name(study.study_name))
-    stored = aux.user_attrs.get("selection")
-    if not isinstance(stored, dict) or stored.get("options") != _selection_key(opts):
+    stored = read_selection(aux)
+    if stored is None or stored.get("options") != _selection_key(opts):
         return None
     by_key = {c.key: c for c in pool}
     chosen = [by_key[k] for k in stored.get("keys", []) if k in by_key]
@@ -223,9 +233,8 @@ def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan |
     plan = plan or prepare(opts)
     study = plan.study
     aux = open_aux(plan.storage, study.study_name)
-    aux.set_user_attr("audit_of", study.study_name)
-    if not opts.models:
-        aux.set_user_attr("selection", {"options": _selection_key(opts), "keys": [c.key for c in plan.candidates]})
+    write_audit_of(aux, study.study_name, None if opts.models else
+                   {"options": _selection_key(opts), "keys": [c.key for c in plan.candidates]})
     recovered = recover_dead(aux, plan.storage)
     by_key = {c.key: c for c in plan.candidates}
     enqueue_missing(aux, plan.jobs, {k: c.model_yaml for k, c in by_key.items()},
@@ -240,8 +249,7 @@ def run_audit(opts: AuditOptions, hooks: WorkerHooks | None = None, plan: Plan |
     if report.finished and report.n >= MIN_CANDIDATES:
         summary = AuditSummary.from_report(report)
         before = audit_summary(study)
-        study.set_user_attr(SUMMARY_ATTR, summary.to_attr())
-        aux.set_user_attr("summary", summary.to_attr())
+        write_audit_summary(study, aux, summary)
         stored = True
         if before is None or {**before.to_attr(), "finished_at": ""} != {**summary.to_attr(), "finished_at": ""}:
             try:

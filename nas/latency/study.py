@@ -16,10 +16,8 @@ from nas.budget import Budget, check_objective
 from nas.errors import NasError
 from nas.latency.measure import RUNTIMES, Latency, check_runtime, measure
 from nas.latency.table import LatencyTable, key_hash, latency_key, measure_table
+from nas.record import latency_table, read_study, write_latency_table
 
-TABLE_ATTR = "latency_table"  # study user attr: LatencyTable.to_dict()
-OBJECTIVE_ATTR = "objective"  # study user attr: "gflops" | "latency"
-LATENCY_ON_ATTR = "latency_on"  # study user attr: {"runtime", "threads"} the table was measured with
 METRIC_NAMES = {"gflops": ["fitness", "GFLOPs"], "latency": ["fitness", "latency_ms"]}
 COST_LABEL = {"gflops": "GFLOPs", "latency": "latency (ms)"}
 
@@ -55,22 +53,22 @@ def resume_settings(study: Any, name: str, settings: LatencySettings) -> Latency
         raise NasError(f"study {name!r} was searched with --objective {stored}, not {settings.objective}; its "
                        f"front's cost axis would change: rerun with --objective {stored} or start a new study "
                        f"with --study {name}-{settings.objective}")
-    on = study.user_attrs.get(LATENCY_ON_ATTR)
-    if settings.runtime is None and isinstance(on, dict) and on.get("runtime") in RUNTIMES:
+    on = read_study(study).latency_on
+    if settings.runtime is None and on is not None and on.get("runtime") in RUNTIMES:
         return replace(settings, runtime=str(on["runtime"]), threads=int(on.get("threads", settings.threads)))
     return settings
 
 
 def study_objective(study: Any) -> str:
     """The study's cost axis: "latency" or "gflops" (studies from before --objective)."""
-    value = study.user_attrs.get(OBJECTIVE_ATTR)
+    value = read_study(study).objective
     return value if value in METRIC_NAMES else "gflops"
 
 
 def stored_table(study: Any) -> LatencyTable | None:
     """The study's latency table, or None (none stored, or a damaged / older-format one)."""
-    raw = study.user_attrs.get(TABLE_ATTR)
-    if not isinstance(raw, dict):
+    raw = latency_table(study)
+    if raw is None:
         return None
     try:
         return LatencyTable.from_dict(raw)
@@ -94,8 +92,7 @@ def study_table(study: Any, space: Any, settings: LatencySettings, budget: Budge
         say(f"the study's latency table was measured under another key ({', '.join(changed)} differ; table "
             f"{key_hash(old.key)}): measuring it again for {key_hash(key)}")
     table = measure_table(space, settings.runtime or "torch", settings.threads, device, nc, progress=progress)
-    study.set_user_attr(TABLE_ATTR, table.to_dict())
-    study.set_user_attr(LATENCY_ON_ATTR, settings.to_attr())
+    write_latency_table(study, table.to_dict(), settings.to_attr())
     if table.noisy and say is not None:
         say(f"latency table: {table.describe()}")
     return table
@@ -133,6 +130,6 @@ def cost_of(objective: str, gflops: float, latency_ms: float | None) -> float:
     return float(gflops)
 
 
-__all__ = ["COST_LABEL", "LATENCY_ON_ATTR", "METRIC_NAMES", "OBJECTIVE_ATTR", "TABLE_ATTR", "LatencySettings",
+__all__ = ["COST_LABEL", "METRIC_NAMES", "LatencySettings",
            "cost_of", "latency_attr", "measure_candidate", "resume_settings", "set_metric_names", "stored_table",
            "study_objective", "study_table"]

@@ -1,5 +1,5 @@
 """The study record: what `nas search` stores on the study itself (see docs/CONTRACTS.md), read and written
-only here."""
+only here, and the study's latency table as it is kept (nas.latency.study gives it meaning)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from nas.record.trial import as_int
 
 if TYPE_CHECKING:
     import optuna
+
+LATENCY_TABLE_ATTR = "latency_table"  # study user attr: nas.latency.table.LatencyTable.to_dict()
+
 
 @dataclass
 class StudyRecord:
@@ -27,12 +30,19 @@ class StudyRecord:
     created_by: str | None = None
     weights: dict[str, Any] | None = None  # --weights: the checkpoint fine-tuned from (name, path, sha256, ...)
     objective: str | None = None  # the front's cost axis: "gflops" (None: studies from before) or "latency"
-    latency_on: dict[str, Any] | None = None  # {"runtime", "threads"}; the table itself: nas.latency.study
+    latency_on: dict[str, Any] | None = None  # {"runtime", "threads"}; the table itself: `latency_table`
 
     @property
     def made_by_nas(self) -> bool:
         """True when `nas search` created the study (it writes `space_hash` last, after the rest)."""
         return self.space_hash is not None
+
+    @property
+    def proxy_epochs(self) -> int | None:
+        """The epochs of the proxy every score was trained with; None when the study records no proxy."""
+        epochs = as_int(self.proxy.get("epochs")) if isinstance(self.proxy, dict) else None
+        return epochs or None
+
 
 def read_study(study: optuna.Study) -> StudyRecord:
     """The study's nas attributes; missing ones read as None."""
@@ -74,4 +84,27 @@ def study_attrs(record: StudyRecord) -> dict[str, Any]:
     return out
 
 
-__all__ = ["StudyRecord", "read_study", "study_attrs"]
+def write_study(study: optuna.Study, attrs: dict[str, Any], space_hash: str, only_missing: bool = False) -> None:
+    """Store the study record (`study_attrs`), `space_hash` last: its presence means the rest is written.
+    `only_missing`: keep the attrs already there (a study whose creator died before finishing)."""
+    present = study.user_attrs if only_missing else {}
+    for key, value in attrs.items():
+        if key != "space_hash" and key not in present:
+            study.set_user_attr(key, value)
+    study.set_user_attr("space_hash", space_hash)
+
+
+def latency_table(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's stored latency table as written (a dict), or None when it has none."""
+    raw = study.user_attrs.get(LATENCY_TABLE_ATTR)
+    return raw if isinstance(raw, dict) else None
+
+
+def write_latency_table(study: optuna.Study, table: dict[str, Any], latency_on: dict[str, Any]) -> None:
+    """Keep the study's latency table and the settings it was measured with (`latency_on`)."""
+    study.set_user_attr(LATENCY_TABLE_ATTR, table)
+    study.set_user_attr("latency_on", latency_on)
+
+
+__all__ = ["LATENCY_TABLE_ATTR", "StudyRecord", "latency_table", "read_study", "study_attrs", "write_latency_table",
+           "write_study"]

@@ -2,7 +2,7 @@
 
 Optuna keeps it as trial user attributes under the names in docs/CONTRACTS.md (`fitness`, `mAP50-95`,
 `outcome`, ...), short enough for optuna-dashboard's table; a few long or internal values are trial system
-attributes (`nas:arch`, the dashboard's `constraints` list). Everything else in nas reads a
+attributes (`nas:arch`, the dashboard's `constraints` list, the heartbeat). Everything else in nas reads a
 `TrialRecord` and writes through `write` and its siblings here, so the stored names live in one place and
 studies written by earlier versions still read.
 """
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
 
 
@@ -49,6 +50,7 @@ _STORED = {"mAP50_95": "mAP50-95"}
 # shows every user attr as a column, none of the system attrs)
 _SYSTEM = {"arch": "nas:arch"}
 CONSTRAINTS_ATTR = "constraints"  # trial system attr: the list of constraint values optuna-dashboard reads
+HEARTBEAT_ATTR = "nas:heartbeat"  # trial system attr (journal storages): time.time() of the last beat
 
 
 @dataclass
@@ -211,6 +213,11 @@ def enqueue_attrs(**fields: Any) -> dict[str, Any]:
     return {_STORED.get(k, k): (v.value if isinstance(v, Outcome) else v) for k, v in fields.items()}
 
 
+def enqueue(study: optuna.Study, params: dict[str, Any], **fields: Any) -> None:
+    """Queue a trial with these params, its record starting with `fields` (baseline=True, retry_of=N)."""
+    study.enqueue_trial(params, user_attrs=enqueue_attrs(**fields))
+
+
 def set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
     """Record a candidate's budget violations (> 0: over) on a running trial, feasible ones too.
 
@@ -223,5 +230,16 @@ def set_constraints(trial: optuna.Trial, violations: dict[str, float]) -> None:
     trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, list(values.values()))
 
 
-__all__ = ["CONSTRAINTS_ATTR", "INTERRUPTED", "CandidateFailed", "Outcome", "TrialRecord", "enqueue_attrs", "read",
-           "set_constraints", "write"]
+def write_heartbeat(storage: BaseStorage, trial_id: int, when: float) -> None:
+    """Stamp a running trial's heartbeat (the system attr `nas:heartbeat`, journal storages)."""
+    storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, when)
+
+
+def read_heartbeat(t: FrozenTrial) -> float | None:
+    """The time of a trial's last heartbeat stamp; None when it never beat (or the stamp is damaged)."""
+    return as_float(t.system_attrs.get(HEARTBEAT_ATTR))
+
+
+__all__ = ["CONSTRAINTS_ATTR", "HEARTBEAT_ATTR", "INTERRUPTED", "CandidateFailed", "Outcome", "TrialRecord",
+           "enqueue", "enqueue_attrs", "read", "read_heartbeat", "set_constraints", "write",
+           "write_heartbeat"]

@@ -5,7 +5,6 @@ from nas.storage.artifacts import artifact_dir, artifact_store, existing_store
 from nas.storage.connect import resolve_storage
 from nas.storage.heartbeat import (
     GRACE_PERIOD,
-    HEARTBEAT_ATTR,
     HEARTBEAT_INTERVAL,
     fail_dead_trials,
     fail_stale_trials,
@@ -25,7 +24,7 @@ from nas.storage.urls import (
 )
 
 __all__ = [
-    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_ATTR", "HEARTBEAT_INTERVAL", "artifact_dir", "artifact_store",
+    "DEFAULT_STORAGE", "GRACE_PERIOD", "HEARTBEAT_INTERVAL", "artifact_dir", "artifact_store",
     "create_or_resume", "existing_store", "fail_dead_trials", "fail_stale_trials", "is_journal", "is_sqlite",
     "journal_path", "load_nas_study", "load_study", "mask_url", "normalize_url", "refuse_sqlite_with_workers",
     "resolve_storage", "sqlite_path", "storage_label", "study_names", "trial_heartbeat",

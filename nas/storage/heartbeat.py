@@ -21,14 +21,13 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
-from nas.record import read
+from nas.record import read, read_heartbeat, write_heartbeat
 
 # seconds between heartbeats of a running trial, and silence after which it is failed (and retried);
 # the environment variables exist for tests that kill a worker and should not wait a minute
 HEARTBEAT_INTERVAL = int(os.environ.get("NAS_HEARTBEAT_INTERVAL", 20))
 GRACE_PERIOD = int(os.environ.get("NAS_GRACE_PERIOD", 60))
 MAX_RETRY = 2  # retries of a trial whose process died
-HEARTBEAT_ATTR = "nas:heartbeat"  # trial system attr (journal storages): time.time() of the last beat
 
 
 def _uses_own_heartbeat(storage: BaseStorage) -> bool:
@@ -46,7 +45,7 @@ def trial_heartbeat(trial: optuna.Trial, interval: float = HEARTBEAT_INTERVAL) -
     if _uses_own_heartbeat(storage):
 
         def beat() -> None:
-            storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            write_heartbeat(storage, trial_id, time.time())
     elif is_heartbeat_enabled(storage):
 
         def beat() -> None:
@@ -92,9 +91,8 @@ def fail_stale_trials(study: optuna.Study, grace_period: float = GRACE_PERIOD) -
             return sorted(t.number for t in after if t.number not in before)
 
         now = time.time()
-        stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                 if t.system_attrs.get(HEARTBEAT_ATTR) is not None
-                 and now - float(t.system_attrs[HEARTBEAT_ATTR]) > grace_period]
+        beats = [(t, read_heartbeat(t)) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        stale = [t for t, beat in beats if beat is not None and now - beat > grace_period]
         return _fail_and_retry(study, stale)
 
 

@@ -13,7 +13,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from nas.errors import NasError
-from nas.record import read_study
+from nas.record import read_study, write_study
 from nas.storage import heartbeat
 from nas.storage.connect import resolve_storage
 from nas.storage.urls import storage_label
@@ -68,7 +68,7 @@ def create_or_resume(
                 f"study {study_name!r} in {label} has directions {got}, not a nas study "
                 "(maximize fitness, minimize GFLOPs); use another --study name"
             )
-        existing = _wait_for_attr(study, "space_hash")
+        existing = _wait_for_space_hash(study)
         if existing is None:  # made by something else, or its creator died before writing the attrs
             _write_study_attrs(study, attrs, space_hash, only_missing=True)
         elif existing != space_hash:
@@ -84,22 +84,18 @@ def create_or_resume(
 
 
 def _write_study_attrs(study: optuna.Study, attrs: dict[str, Any], space_hash: str, only_missing: bool = False) -> None:
-    present = study.user_attrs if only_missing else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if not study.metric_names:
             study.set_metric_names(METRIC_NAMES)
-    for key, value in attrs.items():
-        if key != "space_hash" and key not in present:
-            study.set_user_attr(key, value)
-    study.set_user_attr("space_hash", space_hash)  # last: its presence means the rest is written
+    write_study(study, attrs, space_hash, only_missing)
 
 
-def _wait_for_attr(study: optuna.Study, key: str, timeout: float | None = None) -> Any:
-    """A study user attr, waiting briefly for a concurrent creator to write it."""
+def _wait_for_space_hash(study: optuna.Study, timeout: float | None = None) -> str | None:
+    """The study's space_hash, waiting briefly for a concurrent creator to write it."""
     deadline = time.monotonic() + (CREATE_RACE_WAIT if timeout is None else timeout)
     while True:
-        value = study.user_attrs.get(key)
+        value = read_study(study).space_hash
         if value is not None or time.monotonic() > deadline:
             return value
         time.sleep(0.1)
