@@ -12,14 +12,13 @@ from nas.files import check_output, write_text
 from nas.front.pareto import best, knee, pareto_front, select_trial, tied_with
 from nas.front.report import proxy_text
 from nas.latency.study import stored_table
-from nas.record import describe, read, read_study
+from nas.record import AuditSummary, audit_summary, describe, missing_artifact, read, read_model_yaml, read_study
 
 if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
     from optuna.trial import FrozenTrial
 
-    from nas.audit import AuditSummary
     from nas.onnx_export import OnnxReport
 
 GFLOPS_RTOL = 1e-6
@@ -82,8 +81,6 @@ def trial_model_yaml(
     study: optuna.Study, t: FrozenTrial, store: FileSystemArtifactStore | None = None
 ) -> str:
     """The trial's rendered model YAML (its artifact, or the `model_yaml` user attr of older studies)."""
-    from nas.record import missing_artifact, read_model_yaml
-
     text = read_model_yaml(study, t, store)
     if text:
         return text
@@ -147,8 +144,6 @@ def round_trip(study: optuna.Study, t: FrozenTrial, text: str) -> tuple[dict[str
 def pick_notes(study: optuna.Study, t: FrozenTrial, *, trial: int | None = None, max_gflops: float | None = None,
                pick: str | None = None) -> PickNotes:
     """How the exported trial was picked and which front trials tie with it within the audit's noise."""
-    from nas.audit import audit_summary
-
     front = pareto_front(study)
     audit = audit_summary(study)
     how = "trial" if trial is not None else "max-gflops" if max_gflops is not None else pick or "fitness"
