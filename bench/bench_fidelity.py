@@ -42,7 +42,7 @@ from nas.cost import predict_cost  # noqa: E402
 from nas.data.resolve import proxy_data  # noqa: E402
 from nas.data.synthetic import GENERATOR_VERSION  # noqa: E402
 from nas.model import count, load_cfg  # noqa: E402
-from nas.rungs import fronts, promote, rung_epochs  # noqa: E402
+from nas.search.rungs import fronts, promote, rung_epochs  # noqa: E402
 from nas.space import baseline, load_space, model_hash, render, sample, to_yaml  # noqa: E402
 from nas.storage.heartbeat import process_alive  # noqa: E402
 
@@ -482,7 +482,7 @@ def epoch_study(runs: dict[str, dict], reference: dict[str, float], epochs: int,
 
 def simulate_rungs(hist: dict[str, list[float]], gflops: dict[str, float], rungs: list[int], eta: int,
                    reference: dict[str, float], orders: int = 200) -> dict:
-    """Replay MO-ASHA (nas.rungs.promote) on finished proxy histories, candidates arriving in random orders.
+    """Replay MO-ASHA (nas.search.rungs.promote) on finished proxy histories, candidates arriving in random orders.
 
     kept: share of the full proxy's Pareto front (best-epoch fitness, GFLOPs) that every rung lets through;
     ref_kept: the same for the reference's front, against what the full proxy itself keeps of it;
@@ -659,7 +659,7 @@ def report(args) -> None:
               "τ of the reference's own fitness at epoch e against its final best: "
               + (", ".join(f"epoch {e}: {_f(t)}" for e, t in a["ref_epoch"]) or "not yet measured") + ".", "",
               "## Rungs: what successive halving keeps", "",
-              "MO-ASHA (`nas.rungs.promote`, the search's own rule) replayed on the default proxy's finished "
+              "MO-ASHA (`nas.search.rungs.promote`, the search's own rule) replayed on the default proxy's finished "
               "histories, candidates arriving in 200 random orders. Front kept: share of the full proxy's Pareto "
               "front (best-epoch fitness, GFLOPs) that every rung lets through (mean, worst order). Reference front: "
               "share of the reference's front that survives the rungs, beside what the full proxy's own front holds "

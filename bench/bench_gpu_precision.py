@@ -34,7 +34,7 @@ def _settings(precision: str, smoke: bool = False):
 
     from bench_fidelity import SMOKE, Settings
 
-    from nas.search import SearchOptions
+    from nas.search.options import SearchOptions
 
     if smoke:  # the plumbing only: tiny runs (--smoke)
         return replace(SMOKE, epochs=1, precision=precision)

@@ -9,8 +9,8 @@
 1. Per-trial overhead of sampling, rendering, the budget gate (meta-device count) and the study bookkeeping,
    against one default proxy training run of the same candidate (target: overhead under 1%).
 2. Rejections per second when every candidate is over budget, through the search's objective (sample + table
-   gate + record; before nas.gate it was sample + render + meta-device count + record: 3.0/s).
-2b. The table-speed gate (nas.gate) against that full meta-device count, on the same candidates in the same
+   gate + record; before nas.cost.gate it was sample + render + meta-device count + record: 3.0/s).
+2b. The table-speed gate (nas.cost.gate) against that full meta-device count, on the same candidates in the same
    run: the decision alone, and the whole over-budget trial (TPE sample + gate + record in SQLite); target
    >= 100 rejections/s.
 3. On a cheap stand-in objective over the shipped neck space (fitness from a fixed random score per choice,
@@ -51,8 +51,10 @@ from nas.budget import Budget
 from nas.cost import predict_cost
 from nas.front.pareto import scored_trials
 from nas.record import read
-from nas.samplers import make_sampler
-from nas.search import Objective, SearchOptions, resolve_search_data
+from nas.search.data import resolve_search_data
+from nas.search.objective import Objective
+from nas.search.options import SearchOptions
+from nas.search.samplers import make_sampler
 from nas.space import load_space, render, sample
 from nas.storage import artifact_store
 
@@ -110,7 +112,7 @@ def rejections(n: int = 100) -> None:
     """Over-budget candidates through the search's objective, Optuna's TPE against nas's (same samples)."""
     import warnings
 
-    from nas.gate import predict
+    from nas.cost.gate import predict
     from nas.storage import resolve_storage
 
     space = load_space(NECK)
@@ -142,7 +144,7 @@ def rejections(n: int = 100) -> None:
 
 def gate_rejections(n: int = 200) -> None:
     from nas.cost import count
-    from nas.gate import gate
+    from nas.cost.gate import gate
 
     space = load_space(NECK)
     budget = Budget(gflops=0.001)
@@ -205,7 +207,7 @@ def gate_rejections(n: int = 200) -> None:
 def rejection_cost_by_size(space, budget, sizes: tuple[int, ...] = (50, 100, 200, 400)) -> None:
     """Where a rejection's time goes as the study grows: the sampler alone (in memory, no storage) against
     the same trial in SQLite, for TPE and for random sampling (whose own cost is nil: the storage floor)."""
-    from nas.gate import gate
+    from nas.cost.gate import gate
     from nas.storage import resolve_storage
 
     print("rejection cost as the study grows (table gate; ms per rejected candidate at that many trials):")
@@ -360,8 +362,8 @@ def timed_search(policy: str, seed: int, minutes: float, proxy: dict, threads: i
     """One search on the README main command for `minutes` of wall time under `policy`; its counts and front."""
     import torch
 
-    import nas.search
-    from nas.search import Progress, run_search
+    import nas.search.run as search_run
+    from nas.search.options import Progress
 
     torch.set_num_threads(threads)
     precision, objective_cls = POLICIES[policy]
@@ -372,7 +374,7 @@ def timed_search(policy: str, seed: int, minutes: float, proxy: dict, threads: i
     opts = SearchOptions(space=str(NECK), budget=budget, trials=10**6, storage=f"sqlite:///{path}", seed=seed,
                          epochs=proxy["epochs"], imgsz=proxy["imgsz"], precision=precision,
                          synthetic_train=proxy["synthetic"][0], synthetic_val=proxy["synthetic"][1])
-    space = nas.search.prepare(opts)
+    space = search_run.prepare(opts)
     data = resolve_search_data(opts, space)  # generated and cached before the clock starts
     start, started = time.monotonic(), datetime.datetime.now()
     deadline = start + 60 * minutes
@@ -381,14 +383,14 @@ def timed_search(policy: str, seed: int, minutes: float, proxy: dict, threads: i
         if time.monotonic() > deadline:
             raise Deadline()
 
-    nas.search.Objective, real = objective_cls, nas.search.Objective
+    search_run.Objective, real = objective_cls, search_run.Objective
     optuna.logging.disable_default_handler()  # the trial cut off at the deadline is no news
     try:
-        run_search(opts, Progress(batch_end=batch_end), space=space, data_spec=data)
+        search_run.run_search(opts, Progress(batch_end=batch_end), space=space, data_spec=data)
     except Deadline:
         pass
     finally:
-        nas.search.Objective = real
+        search_run.Objective = real
     wall = time.monotonic() - start
     study = optuna.load_study(study_name=space.name, storage=opts.storage)
     cutoff = started + datetime.timedelta(minutes=minutes)

@@ -375,7 +375,7 @@ def main() -> None:
         part_p(models, args.imgsz or 256, args.batch, args.rounds, args.steps, args.profile,
                torch.device(parse_device(args.device)))
     if "e" in args.part:
-        from nas.search import SearchOptions
+        from nas.search.options import SearchOptions
 
         epochs = args.epochs or SearchOptions.__dataclass_fields__["epochs"].default
         part_e(args.proxy_models.split(","), epochs, args.imgsz or 256, args.batch, args.precision,
@@ -383,7 +383,7 @@ def main() -> None:
     if "a" in args.part:
         part_a(models[0], args.repeats, args.imgsz or 256, args.batch, n_train=8 * args.batch, epochs=2)
     if "b" in args.part:  # the search's default proxy unless --epochs / --imgsz say otherwise
-        from nas.search import SearchOptions
+        from nas.search.options import SearchOptions
 
         fields = SearchOptions.__dataclass_fields__
         for m in models:

@@ -134,7 +134,7 @@ class _Clock:
 
 def _scripted(sizes, epochs=4, per_gflop=1.5, steps=4, rejected_after=None):
     """Run TimeLeft over a scripted search (epoch time = per_gflop x GFLOPs); the estimate at every step."""
-    from nas.live import TimeLeft
+    from nas.search.live import TimeLeft
 
     clock = _Clock()
     est = TimeLeft(trials=len(sizes), epochs=epochs, clock=clock)
@@ -180,9 +180,9 @@ def test_plain_lines_show_proxy_epochs_and_the_rejected_size():
     from rich.console import Console
 
     from nas.budget import Budget
-    from nas.live import Display
     from nas.record import TrialRecord
-    from nas.search import SearchOptions
+    from nas.search.live import Display
+    from nas.search.options import SearchOptions
 
     buf = io.StringIO()
     opts = SearchOptions(space="neck", budget=Budget(gflops=10.0), trials=2, epochs=2, imgsz=64, batch=4)
@@ -240,7 +240,7 @@ def test_search_cli_defaults_are_the_search_options_defaults():
     from dataclasses import fields
 
     from nas.commands.search import command
-    from nas.search import SearchOptions
+    from nas.search.options import SearchOptions
     from nas.weights.base import FINETUNE_PROXY, proxy_settings
 
     defaults = {f.name: f.default for f in fields(SearchOptions)}
@@ -267,7 +267,8 @@ def test_evaluate_reproduces_a_search_trial_on_the_builtin_data(monkeypatch, tmp
     from nas.budget import Budget
     from nas.front.pareto import scored_trials
     from nas.record import read
-    from nas.search import SearchOptions, run_search
+    from nas.search.options import SearchOptions
+    from nas.search.run import run_search
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NAS_CACHE", str(tmp_path / "cache"))

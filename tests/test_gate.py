@@ -9,8 +9,8 @@ import pytest
 
 import nas.cost
 from nas.budget import Budget
+from nas.cost.gate import CostMismatch, GateResult, gate, predict
 from nas.errors import NasError
-from nas.gate import CostMismatch, GateResult, gate, predict
 from nas.space import load_space, render, sample
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"

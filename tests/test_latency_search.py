@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from nas.budget import Budget
 from nas.cli import main
+from nas.cost.gate import gate
 from nas.data import SyntheticConfig, synthetic_dataset
-from nas.gate import gate
 from nas.latency import LatencyTable, latency_key, predict
 from nas.latency.study import LatencySettings, study_table
 from nas.record import read

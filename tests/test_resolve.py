@@ -9,7 +9,8 @@ from nas.budget import Budget
 from nas.data import SyntheticConfig, load_split, synthetic_dataset
 from nas.data.resolve import SYNTHETIC_TRAIN, SYNTHETIC_VAL, data_sizes, is_synthetic
 from nas.errors import NasError
-from nas.search import SearchOptions, resolve_search_data
+from nas.search.data import resolve_search_data
+from nas.search.options import SearchOptions
 from nas.train import resolve_data
 
 IMGSZ = 32

@@ -457,7 +457,8 @@ def test_search_summary_prints_the_pareto_table(made: dict[str, Any], capsys: py
     from types import SimpleNamespace
 
     from nas.commands.search import _report
-    from nas.search import Summary, summarize
+    from nas.search.options import Summary
+    from nas.search.run import summarize
 
     summary = summarize(made["study"], Summary("neck", made["url"]))
     _report(summary, SimpleNamespace(study=None, storage=None), made["study"])

@@ -10,7 +10,7 @@ from optuna.trial import TrialState, create_trial
 from nas.data import SyntheticConfig, synthetic_dataset
 from nas.errors import NasError
 from nas.model import load_cfg
-from nas.rungs import SuccessiveHalving, fronts, promote, rung_epochs, rung_scores
+from nas.search.rungs import SuccessiveHalving, fronts, promote, rung_epochs, rung_scores
 from nas.train import train_and_evaluate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -238,14 +238,14 @@ def test_stops_a_real_proxy_run_at_the_first_rung(tmp_path, one_thread):
     (8, 6, 6),
 ])
 def test_first_rung(epochs, formed, expected):
-    from nas.rungs import first_rung
+    from nas.search.rungs import first_rung
 
     assert first_rung(epochs, formed) == expected
 
 
 def test_the_default_proxy_has_no_rung_without_an_audit():
-    from nas.rungs import first_rung
-    from nas.search import SearchOptions
+    from nas.search.options import SearchOptions
+    from nas.search.rungs import first_rung
 
     epochs = SearchOptions(space="neck", budget=None).epochs
     assert rung_epochs(epochs, 3, first_rung(epochs)) == []
@@ -261,7 +261,7 @@ def _summary(**changes):
 
 def test_study_rungs_follow_the_audit_of_this_proxy_length():
     from nas.record import SUMMARY_ATTR
-    from nas.rungs import study_rungs
+    from nas.search.rungs import study_rungs
 
     study = new_study()
     assert study_rungs(study, 24)[0] == [18]  # no audit: where the ranking formed on the built-in data

@@ -7,7 +7,7 @@ import warnings
 import optuna
 import pytest
 
-from nas.samplers import make_sampler
+from nas.search.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -195,7 +195,7 @@ def _warm_cost_tables(space_path: str, nc: int) -> None:
     import itertools
 
     from nas.cost import cost_table
-    from nas.gate import nc_delta
+    from nas.cost.gate import nc_delta
     from nas.space import load_space
 
     space = load_space(space_path)
@@ -207,8 +207,10 @@ def _warm_cost_tables(space_path: str, nc: int) -> None:
 def test_all_over_budget_search_never_counts_a_candidate(workdir, tiny_data, monkeypatch):
     import nas.cost
     from nas.budget import Budget
-    from nas.gate import predict
-    from nas.search import SearchOptions, open_study, prepare, resolve_search_data, run_search
+    from nas.cost.gate import predict
+    from nas.search.data import resolve_search_data
+    from nas.search.options import SearchOptions
+    from nas.search.run import open_study, prepare, run_search
     from nas.space import sample
 
     opts = SearchOptions(space="space.yaml", budget=Budget(gflops=0.001), data=tiny_data, epochs=1, imgsz=64,
@@ -483,10 +485,13 @@ def test_killed_search_resumes_without_losing_trials(workdir, tiny_data, how):
 
 
 def test_durations_and_worker_command():
+    from dataclasses import replace
+
     from nas.budget import Budget
     from nas.errors import NasError
-    from nas.search import SearchOptions, parse_duration
-    from nas.workers import worker_command
+    from nas.latency.study import LatencySettings
+    from nas.search.options import SearchOptions, parse_duration
+    from nas.search.workers import worker_command
 
     assert parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400 and parse_duration("90") == 90
     assert parse_duration(None) is None
@@ -494,12 +499,14 @@ def test_durations_and_worker_command():
         with pytest.raises(NasError, match="--timeout"):
             parse_duration(bad)
     opts = SearchOptions(space="s.yaml", budget=Budget(gflops=10.0, params=5_000_000), storage="journal:j",
-                         workers=3, early_stop=False, eta=4, precision="bf16")
+                         workers=3, early_stop=False, eta=4, precision="bf16", timeout=90.0,
+                         latency=LatencySettings("latency", "onnxruntime", 2))
     cmd = worker_command(opts)
-    assert cmd[cmd.index("--workers") + 1] == "1" and "--worker" in cmd and "--no-early-stop" in cmd
-    assert cmd[cmd.index("--eta") + 1] == "4" and cmd[cmd.index("--precision") + 1] == "bf16"
-    assert "--no-early-stop" not in worker_command(SearchOptions(space="s.yaml", budget=Budget(gflops=1.0)))
-    from nas.budget import parse_budget
-
-    budgets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--budget"]
-    assert parse_budget(budgets) == opts.budget
+    assert cmd[cmd.index("nas.cli") + 1:-1] == ["search-worker"]  # every option in one JSON argument
+    got = SearchOptions.from_json(cmd[-1])
+    assert got.workers == 1 and not got.early_stop and got.eta == 4 and got.precision == "bf16"
+    assert got.budget == opts.budget and got.latency == opts.latency and got.timeout == 90.0
+    assert replace(got, workers=3) == replace(opts, run_id=got.run_id)  # the rest as given; its own run id
+    assert got.run_id != opts.run_id  # a worker is its own process: the study's creator stays the creator
+    plain = worker_command(SearchOptions(space="s.yaml", budget=Budget(gflops=1.0)))
+    assert SearchOptions.from_json(plain[-1]).early_stop

@@ -248,7 +248,7 @@ def test_replacement_with_a_base_yaml_path(tmp_path):
 def test_a_space_where_every_point_must_hold_a_block_starts_without_a_baseline(tmp_path):
     """No `none` at a point: the base model is not in the space, so the search enqueues no baseline (it crashed
     with Optuna's "'none' not in (...)" ValueError) and samples only the space's own architectures."""
-    from nas.search import enqueue_start
+    from nas.search.run import enqueue_start
 
     doc = (SPACES / "neck.yaml").read_text().replace("blocks: [none, ", "blocks: [")
     space = load_space(write_space(tmp_path, doc))

@@ -330,12 +330,13 @@ def test_audit_refuses_weights_on_a_study_searched_from_scratch(tmp_path, monkey
 
 def test_extra_workers_get_the_same_weights():
     from nas.budget import parse_budget
-    from nas.search import SearchOptions
-    from nas.workers import worker_command
+    from nas.search.options import SearchOptions
+    from nas.search.workers import worker_command
 
     cmd = worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"]), weights="base.pt"))
-    assert cmd[cmd.index("--weights") + 1] == "base.pt"
-    assert "--weights" not in worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"])))
+    assert SearchOptions.from_json(cmd[-1]).weights == "base.pt"
+    plain = worker_command(SearchOptions(space="neck", budget=parse_budget(["10gflops"])))
+    assert SearchOptions.from_json(plain[-1]).weights is None
 
 
 # ------------------------------------------------------------------------ the fine-tuning proxy's defaults

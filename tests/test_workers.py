@@ -12,10 +12,10 @@ import yaml
 from click.testing import CliRunner
 
 from nas import storage as S
-from nas import workers as W
 from nas.cli import main
 from nas.data import SyntheticConfig, synthetic_dataset
 from nas.errors import NasError
+from nas.search import workers as W
 
 
 @pytest.fixture(autouse=True)

@@ -76,7 +76,7 @@ def command(
 
     from nas.console import console as make_console
     from nas.device import parse_device
-    from nas.search import SearchOptions
+    from nas.search.options import SearchOptions
     from nas.train import train_and_evaluate
     from nas.weights.base import finetune_hyp, proxy_settings
 

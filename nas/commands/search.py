@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -55,9 +54,8 @@ from nas.commands._options import DEVICE_HELP, SAMPLER_HELP, STORAGE_HELP, WEIGH
                    "(GPUs too: fp16 did not rank like fp32 there). bf16 ranks candidates like fp32 "
                    "(docs/FIDELITY.md).")
 @click.option("--weights", default=None, metavar="CHECKPOINT.pt", help=WEIGHTS_HELP)
-@click.option("--worker", "is_worker", is_flag=True, hidden=True)
 def command(space, budget, trials, timeout, study_name, storage, sampler, seed, data, epochs, imgsz, batch, device,
-            workers, early_stop, eta, precision, weights, is_worker, objective, latency_on, latency_threads) -> None:
+            workers, early_stop, eta, precision, weights, objective, latency_on, latency_threads) -> None:
     """Search where attention blocks go in a YOLOv5 model, under a compute budget.
 
     Candidates over the budget are rejected before training (counted on the meta device) and recorded as
@@ -69,11 +67,12 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
       nas search --space neck --budget 10gflops --trials 20
     """
     from nas.budget import parse_budget
-    from nas.gate import CostMismatch
+    from nas.cost.gate import CostMismatch
     from nas.latency.study import LatencySettings
-    from nas.search import SearchOptions, parse_duration, prepare
+    from nas.search.options import SearchOptions, parse_duration
+    from nas.search.run import prepare
+    from nas.search.workers import parse_workers
     from nas.weights.base import proxy_settings
-    from nas.workers import parse_workers
 
     epochs, imgsz = proxy_settings(weights, epochs, imgsz, SearchOptions.epochs, SearchOptions.imgsz)
 
@@ -85,45 +84,21 @@ def command(space, budget, trials, timeout, study_name, storage, sampler, seed, 
                          latency=LatencySettings(objective, latency_on, latency_threads))
     space_obj = prepare(opts)
     try:
-        if is_worker:
-            _run_worker(opts, space_obj)
-            return
         _run_main(opts, space_obj)
     except CostMismatch as e:  # a bug in nas, not a user error: exit 3, the trial is failed with this reason
         click.echo(f"internal error: {e}", err=True)
         sys.exit(3)
 
 
-def _run_worker(opts, space) -> None:
-    """An extra process of --workers K: same study, no display, one line per trial on stderr."""
-    from nas.export import header
-    from nas.search import Progress, open_study, resolve_search_data, run_search
-    from nas.workers import set_threads
-
-    set_threads(1)
-    opts.workers = 1
-    opts.sampler_seed_offset = os.getpid()
-    data_spec = resolve_search_data(opts, space)
-    study = open_study(space, opts)
-
-    def end(number, outcome, record):
-        fitness = "" if record.fitness is None else record.fitness
-        click.echo(f"[worker {os.getpid()}] trial {number}: {outcome} {fitness}", err=True)
-
-    try:
-        run_search(opts, Progress(trial_end=end), space=space, study=study, data_spec=data_spec, header=header)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
 def _run_main(opts, space) -> None:
     from nas.console import console as make_console
     from nas.export import header
     from nas.latency.progress import measure_latency_table
-    from nas.live import Display
-    from nas.search import open_study, resolve_search_data, run_search
+    from nas.search.data import resolve_search_data
+    from nas.search.live import Display
+    from nas.search.run import open_study, run_search
+    from nas.search.workers import spawn_workers, workers_stop_with_us
     from nas.storage import mask_url, refuse_sqlite_with_workers
-    from nas.workers import spawn_workers, workers_stop_with_us
 
     console = make_console(stderr=True)
     refuse_sqlite_with_workers(opts.storage, opts.workers)

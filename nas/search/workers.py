@@ -8,43 +8,22 @@ import signal
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from nas.search import SearchOptions
+    from nas.search.options import SearchOptions
 
 LOG_DIR = Path("studies")
 
 
 def worker_command(opts: SearchOptions) -> list[str]:
-    """The command line of one extra worker process for --workers K (same study, one worker each)."""
-    cmd = [sys.executable, "-m", "nas.cli", "search", "--space", str(opts.space), "--trials", str(opts.trials),
-           "--sampler", opts.sampler, "--seed", str(opts.seed), "--epochs", str(opts.epochs),
-           "--imgsz", str(opts.imgsz), "--batch", str(opts.batch), "--device", opts.device, "--workers", "1",
-           "--eta", str(opts.eta), "--precision", opts.precision, "--worker"]
-    budget = opts.budget
-    if budget.gflops is not None:
-        cmd += ["--budget", f"{budget.gflops!r}gflops"]
-    if budget.params is not None:
-        cmd += ["--budget", f"{budget.params}params"]
-    if budget.latency_ms is not None:
-        cmd += ["--budget", f"{budget.latency_ms!r}ms"]
-    lat = opts.latency  # the main process measured the table first: the worker finds it in the study
-    cmd += ["--objective", lat.objective, "--latency-threads", str(lat.threads)]
-    if lat.runtime is not None:
-        cmd += ["--latency-on", lat.runtime]
-    for flag, value in (("--study", opts.study), ("--storage", opts.storage), ("--data", opts.data),
-                        ("--weights", opts.weights)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    if opts.timeout is not None:
-        cmd += ["--timeout", f"{opts.timeout:g}"]
-    if not opts.early_stop:
-        cmd.append("--no-early-stop")
-    return cmd
+    """The command line of one extra worker process for --workers K: `nas search-worker` with the search's
+    options, one worker's worth (`workers` 1), as one JSON argument (SearchOptions.to_json)."""
+    return [sys.executable, "-m", "nas.cli", "search-worker", replace(opts, workers=1).to_json()]
 
 
 def usable_cores() -> int:

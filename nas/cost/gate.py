@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nas.budget import Budget
-from nas.cost import predict_cost
+from nas.cost.table import predict_cost
 from nas.latency.table import LatencyTable
 from nas.latency.table import predict as predict_latency
 

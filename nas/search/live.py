@@ -98,7 +98,7 @@ class Display:
         return self._live
 
     def progress(self):
-        from nas.search import Progress
+        from nas.search.options import Progress
 
         return Progress(trial_start=self.trial_start, epoch_end=self.epoch_end, batch_end=self.batch_end,
                         trial_end=self.trial_end)
