@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nas.audit import audit_summary
 from nas.errors import NasError
 from nas.files import check_output, save_figure
 from nas.front.pareto import AXES, cost_value, is_feasible, pareto_front
 from nas.front.report import _float, study_budget
 from nas.latency.study import study_objective
-from nas.record import TrialRecord, describe, read, read_study
+from nas.record import TrialRecord, audit_summary, describe, read, read_study
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -6,19 +6,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nas.audit import audit_summary
 from nas.budget import Budget
 from nas.front.pareto import closest_to_budget, count_outcomes, is_feasible, pareto_front, ties, twins
 from nas.latency.study import stored_table, study_objective
-from nas.record import Outcome, describe, read, read_study
+from nas.record import AuditSummary, Outcome, audit_summary, describe, read, read_study
 
 OUTCOMES = {o.value for o in Outcome}
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
-
-    from nas.audit import AuditSummary
 
 
 @dataclass
