@@ -78,10 +78,10 @@ def overhead() -> None:
     objective = Objective(space, opts, data, store)
 
     # time everything the objective does except the training call itself
-    import nas.train
+    import nas.search.objective
 
     timings: dict[str, float] = {}
-    real = nas.train.train_and_evaluate
+    real = nas.search.objective.train_and_evaluate
 
     def timed(cfg, **kw):
         t = time.perf_counter()
@@ -89,13 +89,13 @@ def overhead() -> None:
         timings["train"] = time.perf_counter() - t
         return result
 
-    nas.train.train_and_evaluate = timed
+    nas.search.objective.train_and_evaluate = timed
     try:
         t = time.perf_counter()
         study.optimize(objective, n_trials=1)
         total = time.perf_counter() - t
     finally:
-        nas.train.train_and_evaluate = real
+        nas.search.objective.train_and_evaluate = real
     train = timings["train"]
     other = total - train
     print(f"one trial: {total:.2f} s total, proxy training {train:.2f} s, everything else {other:.3f} s "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 from typing import NoReturn
 
 import click
 
+import nas.commands as pkg
 from nas import __version__
 from nas.errors import NasError
 
@@ -72,11 +75,6 @@ def main() -> None:
 
 def _register() -> None:
     """Attach every command module found in nas.commands (each defines a click command named `command`)."""
-    import importlib
-    import pkgutil
-
-    import nas.commands as pkg
-
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue

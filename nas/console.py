@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from rich.console import Console
 
 
 def console(stderr: bool = False, width: int = 120) -> Console:
     """A console on stdout (or stderr): the terminal's width, else `width` columns with soft wrapping."""
-    from rich.console import Console
-
     terminal = Console(stderr=stderr).is_terminal
     return Console(stderr=stderr, width=None if terminal else width, soft_wrap=not terminal)
 

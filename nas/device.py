@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 from nas.errors import NasError
+from nas.lazy import lazy
+
+torch = lazy("torch")  # imported for a CUDA device only
 
 
 def parse_device(device: str) -> str:
@@ -15,8 +18,6 @@ def parse_device(device: str) -> str:
         raise NasError(f"--device {device!r} is unknown; use cpu, cuda or cuda:N")
     if text == "cpu":
         return text
-    import torch
-
     if not torch.cuda.is_available():
         raise NasError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():

@@ -6,20 +6,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from nas import __version__
+from nas.cost import count
 from nas.errors import NasError
 from nas.files import check_output, write_text
 from nas.front.pareto import best, knee, pareto_front, select_trial, tied_with
 from nas.front.report import proxy_text
 from nas.latency.study import stored_table
+from nas.model import build_model
+from nas.onnx_export import OnnxReport, build_seeded, check_target, default_opset, export_onnx
 from nas.record import AuditSummary, audit_summary, describe, missing_artifact, read, read_model_yaml, read_study
+from nas.train.memory import check_export_memory
 
 if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
     from optuna.trial import FrozenTrial
 
-    from nas.onnx_export import OnnxReport
 
 GFLOPS_RTOL = 1e-6
 GFLOPS_STORED_ABS = 0.5e-6  # the study stores GFLOPs rounded to 6 decimals: half a unit of the 6th is rounding
@@ -102,11 +107,6 @@ def round_trip(study: optuna.Study, t: FrozenTrial, text: str) -> tuple[dict[str
 
     Returns (model dict, params, GFLOPs).
     """
-    import yaml
-
-    from nas.cost import count
-    from nas.model import build_model
-
     where = f"trial {t.number} of study {study.study_name!r}"
     try:
         cfg = yaml.safe_load(text)
@@ -245,8 +245,6 @@ def export_best(
     out = check_output(out, "--out")
     onnx_path = None
     if onnx is not None:  # before any work: the path can be written and the packages are there
-        from nas.onnx_export import check_target
-
         onnx_path = check_target(onnx, onnx_exporter, other=out)
     t = select_trial(study, trial=trial, max_gflops=max_gflops, pick=pick)
     text = trial_model_yaml(study, t, store)
@@ -266,9 +264,6 @@ def export_best(
 def _export_onnx(study: optuna.Study, t: FrozenTrial, cfg: dict[str, Any], params: int, imgsz: tuple[int, int],
                  path: Path, opset: int | None, exporter: str) -> OnnxReport:
     """The round-tripped YAML built for real (seeded weights), its params checked again, exported and checked."""
-    from nas.onnx_export import build_seeded, default_opset, export_onnx
-    from nas.train.memory import check_export_memory
-
     where = f"trial {t.number} of study {study.study_name!r}"
     check_export_memory(cfg, cfg.get("nc"), imgsz, what=where, option="--onnx")
     model = build_seeded({**cfg, "_source": where})

@@ -23,6 +23,11 @@ from torch import nn
 
 from nas.errors import NasError
 from nas.files import check_writable, guarded_output
+from nas.lazy import lazy
+from nas.model import build_model
+
+onnx = lazy("onnx")  # optional: require_onnx() says how to install them
+onnxruntime = lazy("onnxruntime")
 
 MISSING = "--onnx needs onnx and onnxruntime: pip install 'nas[onnx]'"
 DYNAMO_MISSING = "--onnx with the dynamo exporter also needs onnxscript: pip install 'nas[onnx]'"
@@ -140,13 +145,11 @@ def _fix(dynamo: bool, opset: int) -> str:
 
 def ort_session(path: str | Path, threads: int = 1) -> Any:
     """An onnxruntime CPU InferenceSession with `threads` intra-op threads (and one inter-op thread)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
+    opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def run_onnxruntime(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -163,9 +166,6 @@ def export_onnx(model: nn.Module, imgsz: tuple[int, int], path: str | Path, *, o
     `numpy.allclose(ort, torch, rtol, atol)` (strict=False: the file is written and the report says passed=False).
     The caller's model is left untouched (a copy is exported)."""
     require_onnx(dynamo)
-    import onnx
-    import onnxruntime
-
     exporter = "dynamo" if dynamo else "torchscript"
     what = describe(model)
     h, w = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(v) for v in imgsz)
@@ -230,8 +230,6 @@ def check_target(path: str | Path, exporter: str = "torchscript", *, other: Path
 def build_seeded(model: str | Path | dict, nc: int | None = None, seed: int = 0) -> nn.Module:
     """The model built on the CPU with weights initialised after torch.manual_seed(seed); the global RNG is left as
     it was."""
-    from nas.model import build_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(model, nc=nc, device="cpu")

@@ -32,7 +32,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import blocks
 from nas.errors import NasError
+from nas.model import build_model, source_index
 
 
 class _BlockFactory:
@@ -41,8 +43,6 @@ class _BlockFactory:
     block_name = ""
 
     def __new__(cls, c1: int, hp: dict[str, Any] | None = None, *extra: Any) -> Any:
-        import blocks
-
         if extra or not isinstance(c1, int) or (hp is not None and not isinstance(hp, dict)):
             raise NasError(
                 f"{cls.block_name}: YOLOv5's parse_model passed {[c1, hp, *extra]!r}; "
@@ -53,8 +53,6 @@ class _BlockFactory:
 
 def block_classes() -> dict[str, type]:
     """One factory class per block name a YAML may use (canonical names and aliases)."""
-    import blocks
-
     names = [*blocks.REGISTRY, *blocks.ALIASES]
     return {
         name: type(name, (_BlockFactory,), {"block_name": name, "__module__": __name__}) for name in names
@@ -63,8 +61,6 @@ def block_classes() -> dict[str, type]:
 
 def prepare_cfg(d: dict, ch: int = 3) -> dict:
     """A copy of a model dict whose block rows carry `[c1, {hyperparameters}]` for YOLOv5's parse_model."""
-    from nas.model import build_model, source_index
-
     cfg = copy.deepcopy(d)
     model = build_model({k: v for k, v in cfg.items() if k != "ch"}, device="meta", ch=ch)
     infos = model.layers_info

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 import nas.cost
+import nas.cost.gate
 from nas.budget import Budget
 from nas.cost.gate import CostMismatch, GateResult, gate, predict
 from nas.errors import NasError
@@ -57,7 +58,7 @@ def test_over_budget_candidate_is_rejected_without_counting(monkeypatch):
     def no_count(*_a, **_kw):
         raise AssertionError("the meta-device count ran for a rejected candidate")
 
-    monkeypatch.setattr(nas.cost, "count", no_count)
+    monkeypatch.setattr(nas.cost.gate, "count", no_count)
     result = gate(space, arch, Budget(gflops=gflops / 2), nc=3)
     assert result == GateResult(params, gflops, over_budget=True, counted=False)
     assert gate(space, arch, Budget(params=params - 1), nc=3).over_budget
@@ -73,7 +74,7 @@ def test_a_disagreement_stops_loudly_with_both_numbers(monkeypatch):
     params, gflops = predict(space, arch)
     for wrong in (nas.cost.Cost(real.params + 1, real.flops, real.imgsz),
                   nas.cost.Cost(real.params, real.flops * (1 + 1e-6), real.imgsz)):
-        monkeypatch.setattr(nas.cost, "count", lambda *_a, w=wrong, **_kw: w)
+        monkeypatch.setattr(nas.cost.gate, "count", lambda *_a, w=wrong, **_kw: w)
         with pytest.raises(CostMismatch) as e:
             gate(space, arch, NO_LIMIT, cfg=cfg)
         assert not isinstance(e.value, NasError)  # a bug in nas, not a user error
@@ -86,7 +87,7 @@ def test_gate_renders_with_nc_when_given_no_cfg(monkeypatch):
     arch = random_archs(space, 1, seed=5)[0]
     seen = []
     real_count = nas.cost.count
-    monkeypatch.setattr(nas.cost, "count", lambda cfg, imgsz: seen.append(cfg["nc"]) or real_count(cfg, imgsz))
+    monkeypatch.setattr(nas.cost.gate, "count", lambda cfg, imgsz: seen.append(cfg["nc"]) or real_count(cfg, imgsz))
     result = gate(space, arch, NO_LIMIT, nc=2)
     assert result.counted and seen[-1] == 2
     assert (result.params, result.gflops) == (predict(space, arch, 2)[0], pytest.approx(predict(space, arch, 2)[1]))

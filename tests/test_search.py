@@ -150,6 +150,7 @@ def test_duplicate_architecture_reuses_the_score(workdir, tiny_data):
 
 
 def test_failing_candidate_is_recorded_and_search_goes_on(workdir, tiny_data, monkeypatch):
+    import nas.search.objective
     import nas.train
     from nas.train.trainer import ProxyResult
 
@@ -160,7 +161,7 @@ def test_failing_candidate_is_recorded_and_search_goes_on(workdir, tiny_data, mo
             return ProxyResult(status="failed", reason="non-finite loss at epoch 1, batch 1 (box nan)")
         return real(cfg, **kw)
 
-    monkeypatch.setattr(nas.train, "train_and_evaluate", flaky)
+    monkeypatch.setattr(nas.search.objective, "train_and_evaluate", flaky)  # where the objective calls it
     space = dict(SPACE, width_multiple=0.25, insert=[{"after": 23, "name": "P5", "blocks": ["none", "SGE", "GE"]}])
     (workdir / "space.yaml").write_text(yaml.safe_dump(space))
     r = search("--trials", "1", data=tiny_data)
@@ -206,6 +207,7 @@ def _warm_cost_tables(space_path: str, nc: int) -> None:
 
 def test_all_over_budget_search_never_counts_a_candidate(workdir, tiny_data, monkeypatch):
     import nas.cost
+    import nas.cost.gate
     from nas.budget import Budget
     from nas.cost.gate import predict
     from nas.search.data import resolve_search_data
@@ -223,7 +225,7 @@ def test_all_over_budget_search_never_counts_a_candidate(workdir, tiny_data, mon
     def no_count(*_a, **_kw):
         raise AssertionError("a rejected candidate was counted on the meta device")
 
-    monkeypatch.setattr(nas.cost, "count", no_count)
+    monkeypatch.setattr(nas.cost.gate, "count", no_count)
     summary = run_search(opts, space=space, study=study, data_spec=data)
     assert "after 50 sampled candidates" in summary.stopped_reason  # the guard for a budget almost nothing fits
     trials = load().get_trials()
@@ -238,10 +240,11 @@ def test_cost_table_disagreement_stops_the_search_loudly(workdir, tiny_data, mon
     import dataclasses
 
     import nas.cost
+    import nas.cost.gate
 
     _warm_cost_tables("space.yaml", nc=2)
     real = nas.cost.count
-    monkeypatch.setattr(nas.cost, "count",
+    monkeypatch.setattr(nas.cost.gate, "count",
                         lambda *a, **kw: dataclasses.replace(real(*a, **kw), params=real(*a, **kw).params + 1))
     r = search("--trials", "3", "--sampler", "random", data=tiny_data)
     assert r.exit_code == 3, r.output
@@ -296,6 +299,7 @@ def test_clearly_worse_candidate_stops_at_the_first_rung_and_a_resume_keeps_the_
 
 def test_precision_reaches_the_trainer_and_belongs_to_the_proxy(workdir, tiny_data, monkeypatch):
     monkeypatch.setattr("nas.train.precision.cpu_has_native_bf16", lambda: True)  # bf16 runs (slowly) on any CPU
+    import nas.search.objective
     import nas.train
 
     real, seen = nas.train.train_and_evaluate, []
@@ -304,7 +308,7 @@ def test_precision_reaches_the_trainer_and_belongs_to_the_proxy(workdir, tiny_da
         seen.append(kw)
         return real(cfg, **kw)
 
-    monkeypatch.setattr(nas.train, "train_and_evaluate", spy)
+    monkeypatch.setattr(nas.search.objective, "train_and_evaluate", spy)
     r = search("--trials", "1", "--epochs", "2", "--precision", "bf16", "--no-early-stop", data=tiny_data)
     assert r.exit_code == 0, r.output
     assert seen[0]["precision"] == "bf16" and seen[0]["eval_epochs"] is None

@@ -9,15 +9,13 @@ meta device, and a count that disagrees with the table is a bug in nas that stop
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from nas.budget import Budget
 from nas.cost.table import predict_cost
 from nas.latency.table import LatencyTable
 from nas.latency.table import predict as predict_latency
-
-if TYPE_CHECKING:
-    from nas.space import Architecture, Space
+from nas.model.count import count
+from nas.space import Architecture, Space, render
 
 REL_TOLERANCE = 1e-9  # FLOPs are sums of integers: table and count agree up to float rounding, params exactly
 
@@ -53,8 +51,6 @@ def nc_delta(space: Space, gd: float, gw: float, nc: int | None) -> tuple[int, f
         return 0, 0.0
     key = (space.hash, gd, gw, int(nc))
     if key not in _DETECT_DELTA:
-        from nas.cost import count
-
         cfg = dict(space.base_cfg, depth_multiple=gd, width_multiple=gw)
         theirs = count(dict(cfg, nc=int(nc)), space.imgsz)
         ours = count(cfg, space.imgsz)
@@ -84,11 +80,7 @@ def gate(space: Space, arch: Architecture, budget: Budget, cfg: dict | None = No
     latency = None if table is None else predict_latency(table, arch)
     if budget.exceeded(gflops, params, latency):
         return GateResult(params, gflops, over_budget=True, counted=False, latency_ms=latency)
-    from nas.cost import count
-
     if cfg is None:
-        from nas.space import render
-
         cfg = render(space, arch)
         if nc is not None:
             cfg["nc"] = int(nc)

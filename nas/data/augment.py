@@ -7,13 +7,13 @@ Labels here are (k, 5) [cls, cx, cy, w, h] normalised to the image they belong t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    import torch
+from nas.lazy import lazy
+
+torch = lazy("torch")  # the colour jitter runs on the training device
 
 PAD = 114  # YOLOv5's gray padding value
 
@@ -69,8 +69,6 @@ def color_jitter(images: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
     Runs on the training device as part of the uint8 -> float conversion (one 3x3 colour matrix per image),
     so it costs next to nothing beside the model.
     """
-    import torch
-
     b, h, w, _ = images.shape
     dtype = torch.float32
     g = gains.to(images.device, dtype)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from nas.latency.study import study_table
 from nas.latency.table import LatencyTable
 
@@ -12,8 +14,6 @@ from nas.latency.table import LatencyTable
 def measure_latency_table(console: Any, opts: Any, space: Any, study: Any, data_spec: Any) -> LatencyTable | None:
     """The study's latency table for `opts.latency`: reused when stored under the same key, else measured
     here with a progress bar and stored; says how long it took and whether the machine was too noisy."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     nc = space.nc or (data_spec.nc if data_spec is not None else None)
     lat = opts.latency
     if not lat.wants_table(opts.budget):

@@ -8,6 +8,7 @@ latency existed) or "latency"; the second objective value of every trial is that
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,7 +17,10 @@ from nas.budget import Budget, check_objective
 from nas.errors import NasError
 from nas.latency.measure import RUNTIMES, Latency, check_runtime, measure
 from nas.latency.table import LatencyTable, key_hash, latency_key, measure_table
+from nas.lazy import lazy
 from nas.record import latency_table, read_study, write_latency_table
+
+optuna = lazy("optuna")
 
 METRIC_NAMES = {"gflops": ["fitness", "GFLOPs"], "latency": ["fitness", "latency_ms"]}
 COST_LABEL = {"gflops": "GFLOPs", "latency": "latency (ms)"}
@@ -100,10 +104,6 @@ def study_table(study: Any, space: Any, settings: LatencySettings, budget: Budge
 
 def set_metric_names(study: Any, objective: str) -> None:
     """Name the objectives for optuna-dashboard after the study's cost axis."""
-    import warnings
-
-    import optuna
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if list(study.metric_names or []) != METRIC_NAMES[objective]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from nas.data.dataset import list_images
 from nas.data.resolve import proxy_data, synthetic_config
 from nas.errors import NasError
 from nas.search.options import SearchOptions
+from nas.train.memory import check_proxy_memory
+from nas.train.trainer import resolve_data
 
 
 def resolve_search_data(opts: SearchOptions, space=None):
@@ -24,10 +27,6 @@ def resolve_search_data(opts: SearchOptions, space=None):
 
 def check_search_memory(cfg: dict, opts: SearchOptions, nc: int | None, synthetic) -> None:
     """NasError when training cfg at --imgsz and --batch cannot fit in this machine's memory."""
-    from nas.data.dataset import list_images
-    from nas.train.memory import check_proxy_memory
-    from nas.train.trainer import resolve_data
-
     if opts.data:
         spec = resolve_data(opts.data, opts.imgsz)
         where = str(spec.yaml) if spec.yaml else "the data dict"

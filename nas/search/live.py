@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
 from nas.front.pareto import best, count_outcomes, pareto_front
 from nas.record import Outcome, TrialRecord, read
+from nas.search.options import Progress
 from nas.weights.base import transfer_text
 
 
@@ -88,18 +96,12 @@ class Display:
 
     def live(self):
         """A live panel on a terminal; on a pipe or a log file, plain lines per epoch and per trial instead."""
-        import contextlib
-
-        from rich.live import Live
-
         if not self.console.is_terminal:
             return contextlib.nullcontext()
         self._live = Live(self.render(), console=self.console, refresh_per_second=4, transient=True)
         return self._live
 
     def progress(self):
-        from nas.search.options import Progress
-
         return Progress(trial_start=self.trial_start, epoch_end=self.epoch_end, batch_end=self.batch_end,
                         trial_end=self.trial_end)
 
@@ -115,8 +117,6 @@ class Display:
 
     def header(self) -> str:
         """Study, storage, budget, sampler and the proxy settings every score is measured with."""
-        from rich.markup import escape
-
         o = self.opts
         data = o.data or f"synthetic ({o.synthetic_train} train / {o.synthetic_val} val images)"
         precision = getattr(o, "precision", None)
@@ -191,10 +191,6 @@ class Display:
             self._live.update(self.render())
 
     def render(self):
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-
         grid = Table.grid(padding=(0, 1))
         grid.add_row(self.header())
         grid.add_row(self.current or "starting...")

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nas.cost.gate import CostMismatch
+import optuna
+
+from nas.cost.gate import CostMismatch, gate
 from nas.errors import NasError
 from nas.latency.study import cost_of, latency_attr, measure_candidate
 from nas.record import (
@@ -37,7 +39,11 @@ from nas.record import (
     write_model_yaml,
 )
 from nas.search.options import Header, Progress, SearchOptions
-from nas.weights.base import finetune_hyp, transfer_attr
+from nas.search.rungs import SuccessiveHalving
+from nas.space import model_hash, render_with_map, sample, to_yaml
+from nas.storage import fail_dead_trials, fail_stale_trials, trial_heartbeat
+from nas.train import train_and_evaluate
+from nas.weights.base import Initializer, finetune_hyp, transfer_attr
 
 CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
 
@@ -59,8 +65,6 @@ class Objective:
         self.header = header  # heads each model YAML artifact (nas.export.header, handed in by the command)
 
     def __call__(self, trial) -> tuple[float, float]:
-        from nas.storage import trial_heartbeat
-
         write(trial, host=socket.gethostname(), pid=os.getpid())  # a later run fails it at once if we die
         try:
             with trial_heartbeat(trial):
@@ -74,10 +78,6 @@ class Objective:
             raise
 
     def _run(self, trial) -> tuple[float, float]:
-        from nas.cost.gate import gate
-        from nas.space import model_hash, sample, to_yaml
-        from nas.train import train_and_evaluate
-
         space, opts = self.space, self.opts
         arch = sample(space, trial)
         verdict = gate(space, arch, opts.budget, nc=self.nc, table=self.table)  # built and counted only if it fits
@@ -163,9 +163,6 @@ class Objective:
 
     def _initializer(self, arch, mhash: str):
         """With --weights: the hook that puts the checkpoint into the built candidate by the render's index map."""
-        from nas.space import model_hash, render_with_map
-        from nas.weights.base import Initializer
-
         if self.opts.base is None:
             return None
         cfg, index_map = render_with_map(self.space, arch)
@@ -177,8 +174,6 @@ class Objective:
 
     def stop_rule(self, trial, gflops: float):
         """The candidate's stop rule (None: train to the end): successive halving at this search's rungs."""
-        from nas.search.rungs import SuccessiveHalving
-
         if not self.rungs:
             return None
         return SuccessiveHalving(trial, gflops, self.opts.epochs, self.opts.eta, rungs=self.rungs)
@@ -205,8 +200,6 @@ class Objective:
         every slot is held by a running trial, it waits: for a slot to free up (that trial failed) or for all
         of them to be scored.
         """
-        from nas.storage import fail_dead_trials, fail_stale_trials
-
         write(trial, claimed=True)
         while True:
             scored = running = 0
@@ -231,8 +224,6 @@ class Objective:
 
 def _no_slot(reason: str) -> Exception:
     """The exception that ends a trial without a score (PRUNED) when no training slot is left."""
-    import optuna
-
     return optuna.TrialPruned(reason)
 
 

@@ -6,22 +6,28 @@ from __future__ import annotations
 import time
 import warnings
 
+import optuna
+from optuna.trial import TrialState
+
 from nas import __version__
+from nas.device import parse_device
 from nas.errors import NasError
 from nas.front.pareto import count_outcomes, pareto_front, scored_trials
+from nas.latency.study import resume_settings, set_metric_names, study_table
 from nas.record import INTERRUPTED, CandidateFailed, StudyRecord, enqueue, read, read_study, study_attrs
 from nas.search.data import resolve_search_data
 from nas.search.objective import Objective
 from nas.search.options import Header, Progress, SearchOptions, Summary
+from nas.search.rungs import study_rungs
 from nas.search.samplers import check_sampler, make_sampler
+from nas.space import baseline, has_baseline, load_space, trial_params
+from nas.storage import artifact_store, create_or_resume, mask_url, refuse_sqlite_with_workers
+from nas.train.precision import resolve_precision
+from nas.weights.base import fit_space, load_base
 
 
 def prepare(opts: SearchOptions):
     """Validate everything before any work: space, budget, sampler, storage, data. Returns the pieces."""
-    from nas.device import parse_device
-    from nas.space import load_space
-    from nas.train.precision import resolve_precision
-
     check_sampler(opts.sampler)
     if opts.trials < 1:
         raise NasError(f"--trials must be at least 1, got {opts.trials}")
@@ -38,8 +44,6 @@ def prepare(opts: SearchOptions):
     opts.precision = resolve_precision(opts.precision, opts.device).name  # stored as what actually runs
     space = load_space(opts.space)
     if opts.weights is not None:  # read (safely) and checked against the space before any study is touched
-        from nas.weights.base import fit_space, load_base
-
         opts.base = load_base(opts.weights)
         space = fit_space(space, opts.base)
     opts.space = space.path  # a shipped space's name becomes its file, for the study and the workers
@@ -48,11 +52,6 @@ def prepare(opts: SearchOptions):
 
 def open_study(space, opts: SearchOptions):
     """Create or resume the study, refusing a different space or different proxy settings."""
-    import optuna
-
-    from nas.latency.study import resume_settings, set_metric_names
-    from nas.storage import create_or_resume, refuse_sqlite_with_workers
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     refuse_sqlite_with_workers(opts.storage, opts.workers)
     name = opts.study or space.name
@@ -106,10 +105,6 @@ def enqueue_start(study, space, run_id: str | None = None) -> None:
     Only the process that created the study enqueues the baseline at once: several workers may start on a
     brand-new study together, and a joining worker waits briefly for the creator instead.
     """
-    from optuna.trial import TrialState
-
-    from nas.space import baseline, has_baseline, trial_params
-
     trials = study.get_trials(deepcopy=False)
     if not trials and run_id is not None and read_study(study).created_by != run_id:
         time.sleep(3.0)  # a worker that joined a brand-new study: give its creator time to enqueue
@@ -132,12 +127,6 @@ def run_search(opts: SearchOptions, progress: Progress | None = None, space=None
     The data is resolved and checked before the study is opened, so bad input leaves storage untouched.
     `header` heads every model YAML artifact (the command hands in nas.export.header; None: the bare YAML).
     """
-    import optuna
-
-    from nas.latency.study import study_table
-    from nas.search.rungs import study_rungs
-    from nas.storage import artifact_store, mask_url
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed candidates are reported by the display
     space = space or prepare(opts)
     data_spec = data_spec or resolve_search_data(opts, space)

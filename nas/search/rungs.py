@@ -14,6 +14,8 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from optuna.trial import TrialState
+
 from nas.errors import NasError
 from nas.front.pareto import dominates
 from nas.record import audit_summary, read, write
@@ -148,8 +150,6 @@ def rung_scores(study: Any, epoch: int, exclude: int | None = None) -> list[Scor
     """(trial number, fitness at `epoch`, GFLOPs) of every COMPLETE or RUNNING trial of the study that
     recorded that rung (running ones too: the decision is asynchronous), except trial `exclude`.
     GFLOPs come from the `gflops` user attr the search sets on every candidate before training it."""
-    from optuna.trial import TrialState
-
     out: list[Score] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
         r = read(t)

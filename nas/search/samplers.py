@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
-from typing import TYPE_CHECKING
+
+import optuna
 
 from nas.errors import NasError
+from nas.lazy import lazy
 
-if TYPE_CHECKING:
-    import optuna
+scipy = lazy("scipy")  # --sampler gp only
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
@@ -21,8 +23,6 @@ def check_sampler(name: str) -> None:
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     """The sampler for --sampler: multivariate TPE (default), NSGA-II, GP (needs scipy) or random."""
-    import optuna
-
     check_sampler(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -31,10 +31,8 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
         if name == "gp":
-            try:
-                import scipy  # noqa: F401
-            except ImportError:
-                raise NasError("--sampler gp needs scipy: pip install scipy") from None
+            if not scipy.available():
+                raise NasError("--sampler gp needs scipy: pip install scipy")
             return optuna.samplers.GPSampler(seed=seed)
         return optuna.samplers.RandomSampler(seed=seed)
 
@@ -52,8 +50,6 @@ class _TrialsReadOnce:
         self._trials: list | None = None
 
     def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list:
-        import copy
-
         if self._trials is None:
             self._trials = self._study._get_trials(deepcopy=False, states=None, use_cache=False)
         trials = self._trials if states is None else [t for t in self._trials if t.state in states]
@@ -72,8 +68,6 @@ class _TrialsReadOnce:
 
 def _tpe_reading_once() -> type:
     """TPESampler whose relative sampling reads the study's trials once per candidate (same samples)."""
-    import optuna
-
     class TPESampler(optuna.samplers.TPESampler):
         def sample_relative(self, study, trial, search_space):
             return super().sample_relative(_TrialsReadOnce(study), trial, search_space)

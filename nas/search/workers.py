@@ -12,6 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nas.errors import NasError
+from nas.lazy import lazy
+from nas.storage import is_sqlite
+
+torch = lazy("torch")
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -37,8 +43,6 @@ def usable_cores() -> int:
 def default_workers(storage: str | None, device: str) -> int:
     """--workers auto: one process per usable core on the CPU, where the storage may be shared by several
     processes (a journal file or a server database, not SQLite); one process on a GPU."""
-    from nas.storage import is_sqlite
-
     if device != "cpu" or is_sqlite(storage):
         return 1
     return usable_cores()
@@ -46,8 +50,6 @@ def default_workers(storage: str | None, device: str) -> int:
 
 def parse_workers(text: str | int | None, storage: str | None, device: str) -> int:
     """--workers: "auto" (the default) or a whole number of processes; NasError otherwise."""
-    from nas.errors import NasError
-
     if text is None or str(text).strip().lower() == "auto":
         return default_workers(storage, device)
     try:
@@ -64,8 +66,6 @@ def threads_per_worker(workers: int) -> int:
 
 def set_threads(workers: int) -> int:
     """Set this process's torch threads for K workers (NAS_THREADS, set for spawned workers, wins)."""
-    import torch
-
     threads = int(os.environ.get("NAS_THREADS", threads_per_worker(workers)))
     torch.set_num_threads(threads)
     return threads

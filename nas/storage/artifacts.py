@@ -5,13 +5,11 @@ written and read by nas.record.artifacts."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from optuna.artifacts import FileSystemArtifactStore
 
 from nas.errors import NasError
 from nas.storage.urls import journal_path, normalize_url, one_line, sqlite_path
-
-if TYPE_CHECKING:
-    from optuna.artifacts import FileSystemArtifactStore
 
 
 def artifact_dir(storage_url: str | None = None) -> Path:
@@ -25,8 +23,6 @@ def artifact_dir(storage_url: str | None = None) -> Path:
 
 def artifact_store(storage_url: str | None = None, base_path: str | Path | None = None) -> FileSystemArtifactStore:
     """The file-system artifact store kept beside the study database (folder created)."""
-    from optuna.artifacts import FileSystemArtifactStore
-
     folder = Path(base_path) if base_path is not None else artifact_dir(storage_url)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,11 @@ import io
 
 import numpy as np
 
+from nas.lazy import lazy
+
+coco = lazy("pycocotools.coco")
+cocoeval = lazy("pycocotools.cocoeval")
+
 
 def fitness(map50: float, map50_95: float) -> float:
     """YOLOv5's model fitness: 0.1 x mAP@0.5 + 0.9 x mAP@0.5:0.95."""
@@ -69,18 +74,15 @@ def coco_map(
     detections as false positives; classes without any label are left out of the mean (COCO's rule).
     Returns zeros when there are no labels or no detections at all.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     dets = coco_detections(preds)
     if not len(dets) or not sum(len(lb) for lb in labels):
         return 0.0, 0.0
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress on stdout
-        gt = COCO()
+        gt = coco.COCO()
         gt.dataset = coco_ground_truth(labels, shapes, nc)
         gt.createIndex()
         dt = gt.loadRes(dets)
-        ev = COCOeval(gt, dt, "bbox")
+        ev = cocoeval.COCOeval(gt, dt, "bbox")
         # only the 'all sizes, 100 detections' cell is read: the same numbers as summarize()'s first two
         ev.params.areaRng = [[0.0, 1e10]]
         ev.params.areaRngLbl = ["all"]

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import blocks
 from nas.errors import NasError
 from nas.model import source_index
 
@@ -42,8 +43,6 @@ def _module_name(m: Any) -> str:
     short = str(m).removeprefix("torch.").removeprefix("models.common.").removeprefix("models.yolo.")
     if short.startswith("nn."):
         return short
-    import blocks
-
     try:
         return blocks.resolve(short).name
     except blocks.BlockError:
@@ -93,8 +92,6 @@ class Alignment:
 
 def _insertable(row: _Row) -> bool:
     """A channel-keeping attention block reading one layer: what `nas` and the blog posts insert."""
-    import blocks
-
     spec = blocks.REGISTRY.get(row.module)
     return spec is not None and not spec.changes_channels and len(row.sources) == 1
 

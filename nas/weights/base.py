@@ -11,6 +11,7 @@ FINETUNE_PROXY's epochs and image size unless --epochs/--imgsz are given (`proxy
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from nas.errors import NasError
+from nas.model import build_model, load_cfg
 from nas.weights.checkpoint import Checkpoint, read_checkpoint
 from nas.weights.transfer import TransferReport, transfer
 
@@ -116,8 +118,6 @@ def load_base(path: str | Path, option: str = "--weights") -> Base:
         what = "a plain state dict" if ckpt.format == "state_dict" else "a model"
         raise NasError(f"{option} {ckpt.path}: {what} without its model YAML, so nas cannot tell which layer each "
                        f"tensor belongs to; use a checkpoint that holds its model, as YOLOv5's train.py saves it")
-    from nas.model import load_cfg
-
     try:
         cfg = load_cfg({**ckpt.yaml, "_source": f"{ckpt.path}'s model YAML"})
     except NasError as e:
@@ -129,8 +129,6 @@ def load_base(path: str | Path, option: str = "--weights") -> Base:
 
 def _rows(cfg: dict, nc: int, source: str) -> list:
     """The layer rows a model YAML builds (module, sources, repeats after depth, arguments after width)."""
-    from nas.model import build_model
-
     model = build_model({**cfg, "nc": nc, "_source": source}, nc=nc, device="meta")
     rows = []
     for info in model.layers_info:
@@ -202,8 +200,6 @@ def transfer_text(attr: dict | None) -> str:
     """A trial's `transfer` attr in a few words: `from weights 100.0% (349/349 tensors), new: SGE at 24`."""
     if not isinstance(attr, dict) or "share" not in attr:
         return ""
-    import math
-
     pct = math.floor(float(attr["share"]) * 1000) / 10
     new = ", ".join([*attr.get("new", []), *attr.get("replaced", [])]) or "none"
     return f"from weights {pct:.1f}% ({attr.get('tensors')}/{attr.get('base_tensors')} tensors), new: {new}"

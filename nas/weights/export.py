@@ -17,8 +17,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas.errors import NasError
+from nas.export import Export, export_best, round_trip, trial_model_yaml
 from nas.files import check_writable, write_bytes
-from nas.weights.base import Base, load_base
+from nas.front.pareto import select_trial
+from nas.model import load_cfg
+from nas.onnx_export import build_seeded
+from nas.record import read_study
+from nas.weights.base import Base, load_base, transfer_attr
 from nas.weights.rule import RuleResult, yolov5_rule
 from nas.weights.transfer import TransferReport, transfer
 from nas.weights.writer import checkpoint_bytes
@@ -27,7 +32,6 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
-    from nas.export import Export
 
 
 @dataclass
@@ -74,8 +78,6 @@ def _names(base: Base, nc: int) -> list[str]:
 
 def _transferred(base: Base, cfg: dict, nc: int | None) -> tuple[torch.nn.Module, TransferReport, RuleResult]:
     """The edited model built with seed 0, the base transferred into it; YOLOv5's rule on the same pair."""
-    from nas.onnx_export import build_seeded
-
     _check_width(base, cfg)
     model = build_seeded(cfg, nc=nc)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
@@ -105,8 +107,6 @@ def _target(out: str | Path, base: Base) -> Path:
 
 
 def _nas_meta(base: Base, report: TransferReport, **extra: Any) -> dict[str, Any]:
-    from nas.weights.base import transfer_attr
-
     return {"base": {"name": base.name, "sha256": base.sha256}, "transfer": transfer_attr(report), **extra}
 
 
@@ -115,8 +115,6 @@ def transfer_checkpoint(weights: str | Path, cfg: str | Path, out: str | Path,
     """`nas transfer`: read `weights`, align its model YAML with the edited YAML `cfg`, copy every surviving
     layer to its new index and write the edited model as a YOLOv5 v7.0 checkpoint at `out`. NasError (nothing
     written) for a bad checkpoint, a YAML that is not an edit of its model, or an unwritable `out`."""
-    from nas.model import load_cfg
-
     base = load_base(weights)
     path = _target(out, base)
     edited = {**load_cfg(cfg), "_source": str(cfg)}
@@ -129,8 +127,6 @@ def transfer_checkpoint(weights: str | Path, cfg: str | Path, out: str | Path,
 def study_base(study: optuna.Study, weights: str | Path) -> tuple[Base, str | None]:
     """The checkpoint for export-best --weights; NasError when the study fine-tuned from a file with another
     sha256. Also a note when the study searched from scratch (its scores say nothing of fine-tuning)."""
-    from nas.record import read_study
-
     base = load_base(weights)
     recorded = read_study(study).weights
     if recorded is None:
@@ -150,9 +146,6 @@ def export_best_weights(study: optuna.Study, out: str | Path, weights: str | Pat
     """export-best --weights: the chosen trial's YAML (nas.export.export_best, its train line naming the
     checkpoint) and, beside it with the suffix .pt, the base transferred into that architecture. Everything
     is checked (checkpoint, sha256, both paths, the round trip, the alignment) before either file is written."""
-    from nas.export import export_best, round_trip, trial_model_yaml
-    from nas.front.pareto import select_trial
-
     base, note = study_base(study, weights)
     yaml_out = Path(out)
     pt = _target(yaml_out.with_suffix(".pt"), base)

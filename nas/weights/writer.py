@@ -15,14 +15,14 @@ from typing import Any
 import torch
 
 from nas.errors import NasError
+from nas.files import write_bytes
+from nas.model import DetectionModel, common, yolo
 
 NAS_FORMAT_VERSION = 1
 
 
 def _yolov5_globals() -> dict[type, tuple[str, str]]:
     """nas's model classes -> where YOLOv5 v7.0 defines the class of the same name."""
-    from nas.model import common, yolo
-
     out: dict[type, tuple[str, str]] = {yolo.DetectionModel: ("models.yolo", "DetectionModel"),
                                         yolo.Detect: ("models.yolo", "Detect")}
     for name, cls in vars(common).items():
@@ -52,8 +52,6 @@ class _YoloPickler(pickle._Pickler):  # the Python pickler: its save_global can 
 def checkpoint_bytes(model: torch.nn.Module, names: list[str] | None = None,
                      nas: dict[str, Any] | None = None) -> bytes:
     """The bytes of a YOLOv5 v7.0 `best.pt` (train.py after strip_optimizer) holding `model` in fp16."""
-    from nas.model import DetectionModel
-
     if not isinstance(model, DetectionModel):
         raise TypeError(f"write_checkpoint takes a nas DetectionModel, got {type(model).__name__}")
     m = copy.deepcopy(model).cpu().half().eval()  # strip_optimizer: the EMA (eval) model in fp16
@@ -79,8 +77,6 @@ def write_checkpoint(model: torch.nn.Module, path: str | Path, names: list[str] 
                      option: str = "--out", nas: dict[str, Any] | None = None) -> Path:
     """Write `model` as YOLOv5 v7.0 train.py's final checkpoint, loadable by stock YOLOv5 (its blocks, if any,
     need nas installed and registered); `nas` adds plain metadata under the checkpoint's 'nas' key."""
-    from nas.files import write_bytes
-
     return write_bytes(path, checkpoint_bytes(model, names, nas), option)
 
 
