@@ -5,8 +5,8 @@ study.py (the study record `StudyRecord` and the latency table as kept),
 artifacts.py (a trial's long parts as artifacts: per-epoch history and model YAML),
 audit.py (`AuditSummary` and the audit's job trials),
 display.py (`describe`: a candidate's choices in one line).
-The package imports nothing of nas above nas.errors and nas.lazy: callers hand in what it must not import (the
-artifact store, a model YAML's provenance header).
+Of nas the package imports only nas.errors, nas.lazy and nas.outcome (Outcome, CandidateFailed, handed on here):
+callers hand in what it must not import (the artifact store, a model YAML's provenance header).
 """
 
 from nas.record.artifacts import (

@@ -27,7 +27,7 @@ from nas.data.resolve import ProxyData, resolve_data
 from nas.device import parse_device
 from nas.errors import NasError
 from nas.model import build_model, count
-from nas.record import CandidateFailed, Outcome
+from nas.outcome import CandidateFailed, Outcome
 from nas.train.hyp import Hyp, build_optimizer, lr_factor
 from nas.train.loss import DetectionLoss, detect_head
 from nas.train.memory import proxy_memory_problem
