@@ -17,7 +17,16 @@ from nas.front.report import proxy_text
 from nas.latency.study import stored_table
 from nas.model import build_model
 from nas.onnx_export import OnnxReport, build_seeded, check_target, default_opset, export_onnx
-from nas.record import AuditSummary, audit_summary, describe, missing_artifact, read, read_model_yaml, read_study
+from nas.record import (
+    AuditSummary,
+    TrialRecord,
+    audit_summary,
+    describe,
+    missing_artifact,
+    read,
+    read_model_yaml,
+    read_study,
+)
 from nas.train.memory import check_export_memory
 
 if TYPE_CHECKING:
@@ -178,7 +187,7 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
         f"# mAP50: {num(r.mAP50)}",
         f"# mAP50-95: {num(r.mAP50_95)}",
         f"# GFLOPs: {gflops:.6f}",
-        *([f"# latency: {latency}"] if (latency := latency_text(study, t)) else []),
+        *([f"# latency: {latency}"] if (latency := latency_text(study, r)) else []),
         f"# params: {params}",
         f"# imgsz: {h}x{w}",
         f"# proxy behind the scores: {proxy_text(sr.proxy if isinstance(sr.proxy, dict) else None)}",
@@ -196,10 +205,9 @@ def header(study: optuna.Study, t: FrozenTrial, params: int, gflops: float, out:
     return "\n".join(lines) + "\n"
 
 
-def latency_text(study: optuna.Study, t: FrozenTrial) -> str | None:
+def latency_text(study: optuna.Study, r: TrialRecord) -> str | None:
     """'68.2 ms predicted, 68.5 ms measured (torch, 1 thread, cpu)'; None without latency. Where it was timed
     comes from the trial's own measurement, else from the study's table."""
-    r = read(t)
     if r.latency_ms is None:
         return None
     m = r.measured_latency or {}

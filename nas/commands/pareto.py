@@ -57,7 +57,7 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
     from pathlib import Path
 
     from nas.errors import NasError
-    from nas.front.plot import plot_axis, plot_front
+    from nas.front.plot import plot_front
     from nas.front.report import front_report
     from nas.storage import load_nas_study, mask_url
 
@@ -70,7 +70,7 @@ def command(study_name: str | None, storage: str | None, as_json: bool, plot_pat
     study = load_nas_study(storage, study_name)
     report = front_report(study, mask_url(storage))
     if plot_path:
-        plot_front(study, plot_path, y=y_axis, x=plot_axis(study, x_axis))
+        plot_front(study, plot_path, y=y_axis, x=x_axis)
     if as_json:
         doc = report.to_json()
         doc["plot"] = plot_path

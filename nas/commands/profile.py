@@ -68,25 +68,24 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
         onnx_path = check_target(onnx, onnx_exporter)
     meta = build_model(model, nc=nc, device="meta")
     cost = count(meta, imgsz, per_layer=True)
-    if onnx_path is not None:
+    built = None
+    if onnx_path is not None or latency:  # one image through the real model must fit; one seeded build serves both
+        from nas.onnx_export import build_seeded
         from nas.train.memory import check_export_memory
 
-        check_export_memory(meta.yaml, meta.nc, cost.imgsz, what=model, option="--onnx")
+        check_export_memory(meta.yaml, meta.nc, cost.imgsz, what=model, option="--onnx" if onnx_path else "--latency")
+        built = build_seeded(model, nc=nc)
     thop_figure = thop_gflops(meta, cost.imgsz)
     detect = meta.model[-1]
     report = None
     if onnx_path is not None:
-        from nas.onnx_export import build_seeded, default_opset, export_onnx, result_line
+        from nas.onnx_export import default_opset, export_onnx, result_line
 
         opset = default_opset(onnx_exporter) if onnx_opset is None else onnx_opset
-        report = export_onnx(build_seeded(model, nc=nc), cost.imgsz, onnx_path, opset=opset,
-                             dynamo=onnx_exporter == "dynamo")
+        report = export_onnx(built, cost.imgsz, onnx_path, opset=opset, dynamo=onnx_exporter == "dynamo")
     whole, per_layer = None, None
     if latency:
-        from nas.train.memory import check_export_memory
-
-        check_export_memory(meta.yaml, meta.nc, cost.imgsz, what=model, option="--latency")
-        whole, per_layer = _latency(model, nc, cost.imgsz, latency_on, latency_threads, device)
+        whole, per_layer = _latency(built, cost.imgsz, latency_on, latency_threads, device)
     if as_json:
         doc = {
             "model": model,
@@ -175,12 +174,10 @@ def command(model: str, imgsz: str, nc: int | None, as_json: bool, onnx: str | N
         click.echo(result_line(report, cost.imgsz))
 
 
-def _latency(model: str, nc: int | None, imgsz: tuple[int, int], runtime: str, threads: int, device: str):
-    """The whole model's Latency and, in torch, each layer's ms; one seeded build serves both."""
+def _latency(built, imgsz: tuple[int, int], runtime: str, threads: int, device: str):
+    """The whole model's Latency and, in torch, each layer's ms, of the one seeded build."""
     from nas.latency.measure import layer_latency, measure
-    from nas.onnx_export import build_seeded
 
-    built = build_seeded(model, nc=nc)
     where = "cpu" if runtime == "onnxruntime" else device
     whole = measure(built, imgsz, runtime=runtime, threads=threads, device=where)
     per_layer = layer_latency(built, imgsz, threads=threads, device=where) if runtime == "torch" else None

@@ -40,7 +40,9 @@ def command(space_path: str, detail: bool, as_json: bool, latency: bool, latency
 
     space = load_space(space_path)
     table = _latency_table(space, latency_on, latency_threads, device, quiet=as_json) if latency else None
-    per_multiple = [asdict(r) for r in space_costs(space)]
+    costs = space_costs(space)
+    per_multiple = [asdict(r) for r in costs]
+    speeds = _multiples_ms(table, space)
     smallest = min(per_multiple, key=lambda r: r["min_gflops"])
     largest = max(per_multiple, key=lambda r: r["max_gflops"])
     total = n_architectures(space)
@@ -75,11 +77,12 @@ def command(space_path: str, detail: bool, as_json: bool, latency: bool, latency
                             "gflops": s["flops"] / 1e9,
                             "params": s["params"],
                             "shape": list(s["shape"]),
-                            "ms": _slot_ms(table, r, s),
+                            "ms": _slot_ms(table, r["depth_multiple"], r["width_multiple"], s["point"],
+                                           s["block"], s["hyperparameters"]),
                         }
                         for s in r["slots"]
                     ],
-                    **_multiple_ms(table, space, r),
+                    **speeds.get((r["depth_multiple"], r["width_multiple"]), {}),
                 }
                 for r in per_multiple
             ],
@@ -127,7 +130,7 @@ def command(space_path: str, detail: bool, as_json: bool, latency: bool, latency
     ):
         summary.add_column(col, justify="right")
     for r in per_multiple:
-        ms = _multiple_ms(table, space, r)
+        ms = speeds.get((r["depth_multiple"], r["width_multiple"]), {})
         summary.add_row(
             f"{r['depth_multiple']:g}",
             f"{r['width_multiple']:g}",
@@ -149,7 +152,7 @@ def command(space_path: str, detail: bool, as_json: bool, latency: bool, latency
     )
 
     lat = table
-    for r in space_costs(space):
+    for r in costs:
         title = f"Cost each choice adds (depth {r.depth_multiple:g}, width {r.width_multiple:g})"
         table = Table(title=title, title_justify="left")
         for col, justify in (
@@ -170,12 +173,14 @@ def command(space_path: str, detail: bool, as_json: bool, latency: bool, latency
                 if detail or len(these) == 1:
                     for s in these:
                         hp = ", ".join(f"{k}={v}" for k, v in s.hyperparameters.items())
-                        ms = [] if lat is None else [f"{_slot_ms(lat, asdict(r), asdict(s)):+.1f}"]
+                        delta = _slot_ms(lat, r.depth_multiple, r.width_multiple, p.name, b, s.hyperparameters)
+                        ms = [] if delta is None else [f"{delta:+.1f}"]
                         table.add_row(p.name, shape, b, hp, f"{s.flops / 1e9:+.3f}", f"{s.params:+,}", *ms)
                 else:
                     f_lo, f_hi = min(s.flops for s in these), max(s.flops for s in these)
                     p_lo, p_hi = min(s.params for s in these), max(s.params for s in these)
-                    ms = [] if lat is None else [_ms_range([_slot_ms(lat, asdict(r), asdict(s)) for s in these])]
+                    ms = [] if lat is None else [_ms_range([_slot_ms(lat, r.depth_multiple, r.width_multiple, p.name, b,
+                                                                      s.hyperparameters) for s in these])]
                     table.add_row(
                         p.name,
                         shape,
@@ -207,26 +212,23 @@ def _latency_table(space, runtime: str, threads: int, device: str, quiet: bool):
                              progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
-def _slot_ms(table, multiple: dict, slot: dict) -> float | None:
+def _slot_ms(table, gd: float, gw: float, point: str, block: str, hp: dict) -> float | None:
     """A slot's latency delta (ms) from the table; None without one."""
     if table is None:
         return None
     from nas.latency.table import slot_ms
 
-    return slot_ms(table, multiple["depth_multiple"], multiple["width_multiple"], slot["point"], slot["block"],
-                   slot["hyperparameters"]).ms
+    return slot_ms(table, gd, gw, point, block, hp).ms
 
 
-def _multiple_ms(table, space, multiple: dict) -> dict:
-    """{'base_ms', 'min_ms', 'max_ms'} at one pair of multiples; {} without a table."""
+def _multiples_ms(table, space) -> dict:
+    """(depth, width) -> {'base_ms', 'min_ms', 'max_ms'}; {} without a table."""
     if table is None:
         return {}
     from nas.latency import space_latencies
 
-    for s in space_latencies(table, space):
-        if (s.depth_multiple, s.width_multiple) == (multiple["depth_multiple"], multiple["width_multiple"]):
-            return {"base_ms": s.base_ms, "min_ms": s.min_ms, "max_ms": s.max_ms}
-    return {}
+    return {(s.depth_multiple, s.width_multiple): {"base_ms": s.base_ms, "min_ms": s.min_ms, "max_ms": s.max_ms}
+            for s in space_latencies(table, space)}
 
 
 def _ms_range(values: list[float]) -> str:

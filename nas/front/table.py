@@ -56,25 +56,29 @@ def excess_text(excess: dict[str, float] | None) -> str:
 
 def front_table(report: FrontReport, title: str | None = None) -> Table:
     """The front as a rich Table; latency columns (predicted by the study's table, measured after training)
-    and the Δlatency against the baseline appear when the study priced latency."""
+    appear when the study priced latency, and the cost delta against the baseline is along the front's axis."""
     n = len(report.front)
     cost = COST_TITLE.get(report.objective, "GFLOPs")
     latency = report.has_latency
     table = Table(title=title or f"Pareto front ({n} trial{'s' if n != 1 else ''}): fitness vs {cost}",
                   title_justify="left", caption=escape(_caption(report)), caption_justify="left")
-    columns = ["trial", "fitness", "mAP50", "mAP50-95", "GFLOPs"]
-    columns += ["latency", "measured"] if latency else []
-    columns += ["params", "Δfitness", "ΔGFLOPs"] + (["Δlatency"] if latency else [])
+    # with latency the table trades mAP50 and params (both in --json) for the two latency columns, so that the
+    # choices keep room at 120 columns; the cost delta shown is along the front's own axis
+    columns = ["trial", "fitness", *([] if latency else ["mAP50"]), "mAP50-95", "GFLOPs"]
+    columns += ["latency", "measured"] if latency else ["params"]
+    by_latency = latency and report.objective == "latency"
+    columns += ["Δfitness", "Δlatency" if by_latency else "ΔGFLOPs"]
     for col in columns:
         table.add_column(col, justify="right", no_wrap=True)
     if report.noise is not None:
         table.add_column("tie", justify="left", no_wrap=True)
-    table.add_column("choices", justify="left")
+    table.add_column("choices", justify="left", min_width=16)  # never squeezed out by the number columns
     for r in report.front:
-        cells = [fmt_trial(r), fmt(r.fitness), fmt(r.mAP50), fmt(r.mAP50_95), fmt(r.gflops, ".3f")]
-        cells += [fmt_ms(r.latency_ms), fmt_ms(r.measured_latency_ms)] if latency else []
-        cells += [fmt_params(r.params), fmt(r.d_fitness, ".4f", True), fmt(r.d_gflops, ".4f", True)]
-        cells += [fmt_ms(r.d_latency_ms, True)] if latency else []
+        cells = [fmt_trial(r), fmt(r.fitness), *([] if latency else [fmt(r.mAP50)]), fmt(r.mAP50_95),
+                 fmt(r.gflops, ".3f")]
+        cells += [fmt_ms(r.latency_ms), fmt_ms(r.measured_latency_ms)] if latency else [fmt_params(r.params)]
+        cells += [fmt(r.d_fitness, ".4f", True),
+                  fmt_ms(r.d_latency_ms, True) if by_latency else fmt(r.d_gflops, ".4f", True)]
         if report.noise is not None:
             cells.append(fmt_ties(r.ties))
         table.add_row(*cells, escape(r.choices_text))
