@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -15,6 +18,9 @@ from nas import storage as S
 from nas.cli import main
 from nas.data import SyntheticConfig, synthetic_dataset
 from nas.errors import NasError
+from nas.outcome import Outcome
+from nas.record import write
+from nas.search import objective as O
 from nas.search import workers as W
 
 
@@ -83,3 +89,48 @@ def test_the_default_search_runs_one_worker_per_core_on_the_default_journal(tmp_
         export = CliRunner().invoke(main, ["export-best", "--out", "best.yaml"])
     assert front.exit_code == 0 and export.exit_code == 0, front.output + export.output
     assert (tmp_path / "best.yaml").is_file()
+
+
+def _claim_in_thread(study, number_of_trials):
+    """Run O.Objective._claim_slot for a new trial in a thread; returns (trial, thread, result list)."""
+    claimant = study.ask()
+    me = SimpleNamespace(opts=SimpleNamespace(trials=number_of_trials))
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(O.Objective._claim_slot(me, claimant)), daemon=True)
+    thread.start()
+    return claimant, thread, result
+
+
+def test_claims_are_decided_in_trial_order_so_workers_never_train_past_trials(monkeypatch):
+    """A lower-numbered trial that claims after a higher one looked must still count: the higher one waits."""
+    monkeypatch.setattr(O, "CLAIM_POLL", 0.02)
+    monkeypatch.setattr(O, "fail_dead_trials", lambda *a, **k: None)
+    monkeypatch.setattr(O, "fail_stale_trials", lambda *a, **k: None)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for _ in range(2):  # two candidates scored
+        t = study.ask()
+        write(t, claimed=True, outcome=Outcome.TRAINED)
+        study.tell(t, [0.1, 1.0])
+    lower = study.ask()  # another worker's trial, still sampling or pricing: it has not claimed yet
+    higher, thread, result = _claim_in_thread(study, 3)
+    time.sleep(0.3)
+    assert thread.is_alive() and not result  # it waits for the lower trial to decide
+    write(lower, claimed=True)  # the lower one claims the last slot and trains ...
+    time.sleep(0.3)
+    assert thread.is_alive()  # ... every slot is held now
+    write(lower, outcome=Outcome.TRAINED)
+    study.tell(lower, [0.2, 1.0])
+    thread.join(5)
+    assert result == [False]  # three scored: the higher trial does not train a fourth
+    assert higher.number > lower.number
+
+
+def test_a_lower_trial_that_needs_no_slot_lets_the_higher_one_train(monkeypatch):
+    monkeypatch.setattr(O, "CLAIM_POLL", 0.02)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    lower = study.ask()
+    _, thread, result = _claim_in_thread(study, 1)
+    write(lower, outcome=Outcome.REJECTED)  # over the budget: finished without a claim
+    study.tell(lower, [0.0, 99.0])
+    thread.join(5)
+    assert result == [True]

@@ -45,7 +45,7 @@ from nas.storage import fail_dead_trials, fail_stale_trials, trial_heartbeat
 from nas.train import train_and_evaluate
 from nas.weights.base import Initializer, finetune_hyp, transfer_attr
 
-CLAIM_POLL = 1.0  # seconds between looks at the storage while every training slot is held by another worker
+CLAIM_POLL = 0.25  # seconds between looks at the storage while a claim waits
 
 
 class Objective:
@@ -195,23 +195,29 @@ class Objective:
     def _claim_slot(self, trial) -> bool:
         """Claim one of the --trials training slots in the storage before training; False when all are done.
 
-        Every claimant writes its claim first and then counts the claims of lower-numbered trials that are
-        scored or still running, so of several workers claiming at once only those within --trials go on. When
-        every slot is held by a running trial, it waits: for a slot to free up (that trial failed) or for all
-        of them to be scored.
+        Claims are decided in trial-number order: a claimant writes its claim, waits until every lower-numbered
+        trial still running has decided (claimed a slot, or finished without one: rejected, reused), then
+        counts the claims of lower-numbered trials that are scored or still running. Of several workers
+        claiming at once, only those within --trials go on, whichever reaches the storage first. When every
+        slot is held by a running trial, it waits: for a slot to free up (that trial failed) or for all of
+        them to be scored.
         """
         write(trial, claimed=True)
         while True:
-            scored = running = 0
+            scored = running = undecided = 0
             for t in trial.study.get_trials(deepcopy=False):
                 r = read(t)
-                if r.number < trial.number and r.claimed:
+                if r.number >= trial.number:
+                    continue
+                if r.claimed:
                     scored += r.scored
                     running += r.state == "RUNNING"
-            if scored + running < self.opts.trials:
-                return True
+                else:
+                    undecided += r.state == "RUNNING"
             if scored >= self.opts.trials:
                 return False
+            if not undecided and scored + running < self.opts.trials:
+                return True
             time.sleep(CLAIM_POLL)
             fail_dead_trials(trial.study, one_process=False)  # a dead claimant frees its slot
             fail_stale_trials(trial.study)
