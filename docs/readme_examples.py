@@ -76,7 +76,7 @@ EXAMPLES: dict[str, Example] = {
     "space": Example(["nas space search_spaces/sppf.yaml"]),
     "evaluate": Example(["nas evaluate yolov5n"]),
     "memory": Example(["nas search --space neck --budget 10gflops --imgsz 100000"]),
-    "search": Example(["nas search --space search_spaces/neck.yaml --budget 10gflops"], head=8, tail=24,
+    "search": Example(["nas search --space search_spaces/neck.yaml --budget 10gflops"], head=8, tail=44,
                       keep=r"-> (rejected|stopped)", time_it=True, show_command=False),
     "pareto": Example(["nas pareto"], needs=["search"]),
     "export": Example(["nas export-best --out best.yaml", "cat best.yaml"], head=18, tail=6, needs=["search"]),

@@ -98,7 +98,9 @@ def study_table(study: Any, space: Any, settings: LatencySettings, budget: Budge
     table = measure_table(space, settings.runtime or "torch", settings.threads, device, nc, progress=progress)
     write_latency_table(study, table.to_dict(), settings.to_attr())
     if table.noisy and say is not None:
-        say(f"latency table: {table.describe()}")
+        entries = [e for m in table.multiples for e in (m.base, *m.slots)]
+        say(f"warning: {sum(e.noisy for e in entries)} of {len(entries)} latency table entries kept a spread above "
+            f"10% after 3 attempts (other work on this machine); predictions from this table are less accurate")
     return table
 
 
