@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from nas.errors import NasError
 from nas.files import check_output, save_figure
 from nas.front.pareto import AXES, cost_value, is_feasible, pareto_front
-from nas.front.report import _float, study_budget
+from nas.front.report import number_or_none, study_budget
 from nas.latency.study import study_objective
 from nas.record import TrialRecord, audit_summary, describe, read, read_study
 
@@ -74,7 +74,7 @@ def front_figure(study: optuna.Study, y: str = "fitness", x: str | None = None) 
     ax = axes[0][0]
     by_width: dict[float | None, list[TrialRecord]] = {}
     for r in scored:
-        by_width.setdefault(_float((r.arch or {}).get("width_multiple")), []).append(r)
+        by_width.setdefault(number_or_none((r.arch or {}).get("width_multiple")), []).append(r)
     for i, w in enumerate(sorted(by_width, key=lambda v: (v is None, v or 0.0))):
         group = by_width[w]
         ax.scatter([cx(r) for r in group], [_y(r, y) for r in group], s=28, alpha=0.8,

@@ -52,7 +52,8 @@ class TrialRow:
         return doc
 
 
-def _float(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
+    """A stored int or float as a float; None for anything else (a bool, a string, a missing value)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -89,8 +90,8 @@ def trial_row(
         params=r.params,
         choices=dict(r.choices),
         choices_text=describe(r, points),
-        width_multiple=_float(arch.get("width_multiple")),
-        depth_multiple=_float(arch.get("depth_multiple")),
+        width_multiple=number_or_none(arch.get("width_multiple")),
+        depth_multiple=number_or_none(arch.get("depth_multiple")),
         feasible=is_feasible(t),
         over_budget=r.over_budget or bool(r.excess),
         baseline=r.baseline,
