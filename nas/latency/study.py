@@ -15,7 +15,7 @@ from typing import Any
 
 from nas.budget import Budget, check_objective
 from nas.errors import NasError
-from nas.latency.measure import RUNTIMES, Latency, check_runtime, measure
+from nas.latency.measure import RETRIES, RUNTIMES, THRESHOLD, Latency, check_runtime, measure
 from nas.latency.table import LatencyTable, key_hash, latency_key, measure_table
 from nas.lazy import lazy
 from nas.record import latency_table, read_study, write_latency_table
@@ -100,7 +100,8 @@ def study_table(study: Any, space: Any, settings: LatencySettings, budget: Budge
     if table.noisy and say is not None:
         entries = [e for m in table.multiples for e in (m.base, *m.slots)]
         say(f"warning: {sum(e.noisy for e in entries)} of {len(entries)} latency table entries kept a spread above "
-            f"10% after 3 attempts (other work on this machine); predictions from this table are less accurate")
+            f"{THRESHOLD:.0%} after {RETRIES + 1} attempts (other work on this machine); predictions from this "
+            f"table are less accurate")
     return table
 
 
