@@ -422,8 +422,11 @@ def _wait_for(predicate, timeout=240.0):
 # `nas` whose second candidate to train holds (writing the file `holding`) until the test kills the run:
 # the victim is fixed however busy the machine is.
 HELD_NAS = """
-import os, sys, time
+import os, signal, sys, time
 from pathlib import Path
+
+# Ctrl-C as in a terminal: a job started in the background (nohup cmd &) inherits SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import nas.train
 
